@@ -1,0 +1,95 @@
+"""What the protocol layer takes from gunicorn's settings, compiled once per worker."""
+
+from __future__ import annotations
+
+import os
+import weakref
+from typing import Any
+
+from gunicorn.http.wsgi import base_environ
+
+from gunicorn_uwsgi import _native
+
+#: gunicorn's default for ``uwsgi_allow_ips``, used where gunicorn has no such setting (A1).
+DEFAULT_ALLOW_IPS = ("127.0.0.1", "::1")
+
+
+def _setting(cfg: Any, name: str, default: Any) -> Any:
+    try:
+        value = getattr(cfg, name)
+    except AttributeError:
+        return default
+    return default if value is None else value
+
+
+def _as_list(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return [str(v) for v in value]
+
+
+def _no_early_hints(headers: Any) -> None:
+    """``wsgi.early_hints``: nginx has no 1xx support, so hints are dropped (R6)."""
+
+
+def read_timeout(cfg: Any) -> float:
+    """Seconds a peer may stall while sending (F8): half the worker timeout, so the arbiter
+    never has to kill a worker for a slow peer."""
+    timeout = _setting(cfg, "timeout", 30) or 30
+    return max(0.1, min(float(timeout) / 2.0, 30.0))
+
+
+class ProtocolSettings:
+    """The compiled per-worker state: limits, allow lists, the constant environ."""
+
+    def __init__(self, cfg: Any, multithread: bool = False) -> None:
+        self.cfg = cfg
+        self.limits = _native.Limits(
+            int(_setting(cfg, "limit_request_line", 4094)),
+            int(_setting(cfg, "limit_request_fields", 100)),
+            int(_setting(cfg, "limit_request_field_size", 8190)),
+        )
+        self.allow_entries = _as_list(_setting(cfg, "uwsgi_allow_ips", DEFAULT_ALLOW_IPS))
+        self.allow = _native.AllowList(self.allow_entries)
+        self.forwarded = _native.AllowList(
+            _as_list(_setting(cfg, "forwarded_allow_ips", DEFAULT_ALLOW_IPS))
+        )
+        secure = _setting(cfg, "secure_scheme_headers", {}) or {}
+        self.secure_headers = {
+            "HTTP_" + name.upper().replace("-", "_"): value for name, value in secure.items()
+        }
+        self.is_ssl = bool(_setting(cfg, "is_ssl", False))
+        self.sendfile = _setting(cfg, "sendfile", None) is not False
+        self.timeout = read_timeout(cfg)
+        base = base_environ(cfg)
+        base["wsgi.multithread"] = multithread
+        base["wsgi.early_hints"] = _no_early_hints
+        self.base_environ = base
+
+    @property
+    def script_name(self) -> str:
+        """gunicorn's ``SCRIPT_NAME`` environment variable (E3)."""
+        return os.environ.get("SCRIPT_NAME", "")
+
+    def secure_headers_for(self, peer: Any) -> dict[str, str] | None:
+        """The secure-scheme headers a peer may set: all when gunicorn trusts it (E7)."""
+        if not self.secure_headers:
+            return None
+        return self.secure_headers if self.forwarded.allows(peer) else None
+
+
+_cache: weakref.WeakKeyDictionary[Any, ProtocolSettings] = weakref.WeakKeyDictionary()
+
+
+def settings_for(cfg: Any) -> ProtocolSettings:
+    """The settings compiled for ``cfg``, made on first use (for the public parser API)."""
+    try:
+        return _cache[cfg]
+    except (KeyError, TypeError):
+        pass
+    settings = ProtocolSettings(cfg)
+    try:
+        _cache[cfg] = settings
+    except TypeError:  # cfg cannot be weakly referenced: do not cache
+        pass
+    return settings

@@ -1,0 +1,5 @@
+"""Worker classes: gunicorn's workers with the uwsgi protocol."""
+
+from gunicorn_uwsgi.workers.sync import SyncWorker
+
+__all__ = ["SyncWorker"]

@@ -1,0 +1,233 @@
+"""What every uwsgi worker class shares: configuration checks, the per-worker protocol state,
+protocol-error answers, error logging and closing connections."""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import socket
+import struct
+import time
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+from gunicorn_uwsgi import _native
+from gunicorn_uwsgi.errors import ClientDisconnected, PeerTimeout, UWSGIError
+from gunicorn_uwsgi.message import UWSGIRequest
+from gunicorn_uwsgi.settings import DEFAULT_ALLOW_IPS, ProtocolSettings, _as_list, _setting
+from gunicorn_uwsgi.wsgi import Response, make_environ
+
+_QUIET_ERRNOS = (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.ESHUTDOWN)
+_TIMEOUT_ERRNOS = (errno.EAGAIN, errno.EWOULDBLOCK, errno.ETIMEDOUT)
+
+#: Bytes read and dropped at most when closing a connection with unread input.
+DRAIN_LIMIT = 1 << 20
+
+
+def _is_loopback_bind(address: str) -> bool:
+    if address.startswith(("unix:", "fd://")):
+        return True
+    host = address.rsplit(":", 1)[0] if ":" in address else address
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_allow_list(cfg: Any, log: Any) -> None:
+    """Compiles ``uwsgi_allow_ips`` once in the arbiter so a bad entry stops start-up, and warns
+    when ``*`` meets a non-loopback TCP bind (A5)."""
+    entries = _as_list(_setting(cfg, "uwsgi_allow_ips", DEFAULT_ALLOW_IPS))
+    try:
+        allow = _native.AllowList(entries)
+    except ValueError as e:
+        raise RuntimeError(f"uwsgi_allow_ips (--uwsgi-allow-from): {e}") from None
+    if allow.allows_any:
+        exposed = [b for b in _setting(cfg, "bind", []) if not _is_loopback_bind(b)]
+        if exposed:
+            log.warning(
+                "uwsgi_allow_ips is '*' and gunicorn listens on %s: the uwsgi protocol has no "
+                "authentication, anyone who reaches the port writes the WSGI environ. "
+                "List the front end's addresses in --uwsgi-allow-from instead.",
+                ", ".join(exposed),
+            )
+
+
+class UWSGIWorkerMixin:
+    """Mixed into a gunicorn worker class before it: swaps the protocol, keeps the rest."""
+
+    #: ``wsgi.multithread`` in the environ (E8).
+    multithread = False
+
+    # Set by gunicorn's Worker.
+    cfg: Any
+    log: Any
+    nr: int
+    max_requests: int
+    alive: bool
+    sockets: list[Any]
+    wsgi: Any
+
+    @classmethod
+    def check_config(cls, cfg: Any, log: Any) -> None:
+        parent = getattr(super(), "check_config", None)
+        if parent is not None:
+            parent(cfg, log)
+        check_allow_list(cfg, log)
+
+    def init_process(self) -> None:
+        self.uwsgi = ProtocolSettings(self.cfg, multithread=self.multithread)
+        #: Protocol errors answered, by status (X1).
+        self.uwsgi_errors: Counter[int] = Counter()
+        self._socknames: dict[Any, Any] = {}
+        super().init_process()  # type: ignore[misc]
+
+    def set_socket_timeouts(self) -> None:
+        """Receive and send timeouts on the listeners: accepted sockets inherit them, so a
+        stalled peer is dropped without a per-connection system call (F8)."""
+        seconds = self.uwsgi.timeout
+        tv = struct.pack("ll", int(seconds), int((seconds % 1) * 1_000_000))
+        for listener in self.sockets:
+            for option in (socket.SO_RCVTIMEO, socket.SO_SNDTIMEO):
+                try:
+                    listener.setsockopt(socket.SOL_SOCKET, option, tv)
+                except OSError as e:  # pragma: no cover - platform dependent
+                    self.log.debug("cannot set socket timeout: %s", e)
+
+    def sockname(self, listener: Any) -> Any:
+        try:
+            return self._socknames[listener]
+        except KeyError:
+            name = self._socknames[listener] = listener.getsockname()
+            return name
+
+    # -- answers -------------------------------------------------------------------------
+
+    def protocol_error(self, client: Any, addr: Any, exc: UWSGIError) -> None:
+        """A refused packet: a short plain response, one warning line, no traceback (X1)."""
+        code = exc.code
+        self.uwsgi_errors[code] += 1
+        increment = getattr(self.log, "increment", None)
+        if increment is not None:
+            increment("gunicorn_uwsgi.errors", 1)
+        self.log.warning(
+            "uwsgi request from %s refused (%d %s): %s", peer_name(addr), code, exc.reason, exc
+        )
+        try:
+            client.sendall(_native.error_response(code, str(exc)))
+        except OSError:
+            self.log.debug("could not send the %d answer to %s", code, peer_name(addr))
+
+    def app_error(self, req: UWSGIRequest | None, client: Any, addr: Any, resp: Any) -> None:
+        """An exception from the application: logged with its traceback, a 500 when nothing
+        was sent yet (X2)."""
+        if req is not None:
+            self.log.exception("Error handling request %s %s", req.method, req.uri)
+        else:
+            self.log.exception("Error handling request (no request read)")
+        if resp is not None and resp.headers_sent:
+            return
+        body = _native.error_response(500, "the application raised an exception")
+        try:
+            client.sendall(body)
+        except OSError:
+            self.log.debug("could not send the 500 answer to %s", peer_name(addr))
+            return
+        if req is not None and getattr(self.log, "access_log_enabled", True):
+            error_resp = Response(req, client, self.cfg)
+            error_resp.status = "500 Internal Server Error"
+            error_resp.sent = len(body)
+            environ = {
+                "REQUEST_METHOD": req.method,
+                "RAW_URI": req.uri,
+                "SERVER_PROTOCOL": "HTTP/{}.{}".format(*req.version),
+                "REMOTE_ADDR": req.remote_addr[0] if isinstance(req.remote_addr, tuple) else "",
+            }
+            self.log.access(error_resp, req, environ, datetime.now() - datetime.now())
+
+    def connection_error(self, addr: Any, exc: BaseException) -> None:
+        """Peer hang-ups are debug noise (X3); stalls are dropped with a warning (F8)."""
+        if isinstance(exc, PeerTimeout):
+            self.log.warning("uwsgi peer %s dropped: %s", peer_name(addr), exc)
+        elif isinstance(exc, ClientDisconnected) or getattr(exc, "errno", None) in _QUIET_ERRNOS:
+            self.log.debug("uwsgi peer %s went away: %s", peer_name(addr), exc)
+        elif getattr(exc, "errno", None) in _TIMEOUT_ERRNOS:
+            self.log.warning("uwsgi peer %s stopped reading the response: dropped", peer_name(addr))
+        else:
+            self.log.exception("Socket error processing request.")
+
+    # -- the request ---------------------------------------------------------------------
+
+    def serve(self, listener: Any, req: UWSGIRequest, client: Any, addr: Any) -> Any:
+        """Runs the application for one request and writes its response (R, G3, G4).
+
+        Returns the response; raises what the application raised, with ``resp`` attached."""
+        environ: dict[str, Any] = {}
+        resp = None
+        try:
+            self.cfg.pre_request(self, req)
+            request_start = datetime.now()
+            environ = make_environ(req, client, addr, self.sockname(listener), self.uwsgi)
+            resp = Response(req, client, self.cfg, self.uwsgi.sendfile)
+            self.nr += 1
+            if self.nr >= self.max_requests:
+                self.log.info("Autorestarting worker after current request.")
+                self.alive = False
+            respiter = self.wsgi(environ, resp.start_response)
+            try:
+                if type(respiter) is bytes:
+                    resp.write(respiter)
+                elif isinstance(respiter, environ["wsgi.file_wrapper"]):
+                    resp.write_file(respiter)
+                else:
+                    for item in respiter:
+                        resp.write(item)
+                resp.close()
+            finally:
+                self.log.access(resp, req, environ, datetime.now() - request_start)
+                close = getattr(respiter, "close", None)
+                if close is not None:
+                    close()
+            return resp
+        except BaseException as e:
+            e._uwsgi_response = resp  # type: ignore[attr-defined]
+            raise
+        finally:
+            try:
+                self.cfg.post_request(self, req, environ, resp)
+            except Exception:
+                self.log.exception("Exception in post_request hook")
+
+
+def peer_name(addr: Any) -> str:
+    if isinstance(addr, tuple):
+        host = addr[0]
+        return f"[{host}]:{addr[1]}" if ":" in host else f"{host}:{addr[1]}"
+    return addr.decode() if isinstance(addr, bytes) else (addr or "unix socket")
+
+
+def close_connection(client: Any, req: UWSGIRequest | None, clean: bool) -> None:
+    """Closes at once when every byte the peer sent was read; else half-closes and drains
+    what is pending (bounded), so unread input does not turn the close into a reset that
+    truncates the response (F5)."""
+    if clean and req is not None and req.body.complete and not req.body.overflow:
+        client.close()
+        return
+    try:
+        client.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + 1.0
+        drained = 0
+        client.settimeout(0.2)
+        while drained < DRAIN_LIMIT and time.monotonic() < deadline:
+            chunk = client.recv(65536)
+            if not chunk:
+                break
+            drained += len(chunk)
+    except OSError:
+        pass
+    finally:
+        client.close()

@@ -1,0 +1,280 @@
+//! The Python classes and functions of `gunicorn_uwsgi._native`: argument extraction and object
+//! building only; the logic lives in the pure modules.
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+
+use crate::allow;
+use crate::environ::{self, Context};
+use crate::exceptions::{invalid_entry, protocol_error, response_error};
+use crate::framing::{slice, HEADER_SIZE};
+use crate::response;
+use crate::vars::{self, Control, Kind, Progress};
+
+/// gunicorn's request limits (`limit_request_line`, `limit_request_fields`,
+/// `limit_request_field_size`); 0 means unlimited.
+#[pyclass(frozen, module = "gunicorn_uwsgi._native")]
+pub struct Limits(vars::Limits);
+
+#[pymethods]
+impl Limits {
+    #[new]
+    #[pyo3(signature = (request_line=4094, fields=100, field_size=8190))]
+    fn new(request_line: usize, fields: usize, field_size: usize) -> Self {
+        Self(vars::Limits {
+            request_line,
+            fields,
+            field_size,
+        })
+    }
+
+    #[getter]
+    fn request_line(&self) -> usize {
+        self.0.request_line
+    }
+
+    #[getter]
+    fn fields(&self) -> usize {
+        self.0.fields
+    }
+
+    #[getter]
+    fn field_size(&self) -> usize {
+        self.0.field_size
+    }
+}
+
+/// A validated uwsgi request head: the header and the vars block.
+#[pyclass(frozen, module = "gunicorn_uwsgi._native")]
+pub struct Head {
+    head: vars::Head,
+    block: Vec<u8>,
+}
+
+impl Head {
+    fn control<'py>(&self, py: Python<'py>, which: Control) -> Option<Bound<'py, PyString>> {
+        self.head
+            .control_value(&self.block, which)
+            .map(|v| environ::latin1(py, v))
+    }
+}
+
+#[pymethods]
+impl Head {
+    #[getter]
+    fn modifier1(&self) -> u8 {
+        self.head.header.modifier1
+    }
+
+    #[getter]
+    fn modifier2(&self) -> u8 {
+        self.head.header.modifier2
+    }
+
+    /// Bytes of header and vars: the body starts here in the stream.
+    #[getter]
+    fn head_size(&self) -> usize {
+        self.head.header.head_size()
+    }
+
+    #[getter]
+    fn content_length(&self) -> u64 {
+        self.head.content_length
+    }
+
+    #[getter]
+    fn method<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyString>> {
+        self.control(py, Control::RequestMethod)
+    }
+
+    #[getter]
+    fn is_head(&self) -> bool {
+        self.head.control_value(&self.block, Control::RequestMethod) == Some(b"HEAD")
+    }
+
+    /// A control var (`PATH_INFO`, `QUERY_STRING`, …) or any other var, or `None`.
+    #[pyo3(signature = (name, default=None))]
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+        default: Option<Bound<'py, PyAny>>,
+    ) -> Option<Bound<'py, PyAny>> {
+        let key = name.as_bytes();
+        let found = self
+            .head
+            .vars
+            .iter()
+            .rev()
+            .find(|v| !v.shadowed && slice(&self.block, v.raw.key) == key)
+            .map(|v| environ::var_value(py, &self.block, &self.head.vars, v).into_any());
+        found.or(default)
+    }
+
+    /// All vars as a dict of str (latin-1), repeated headers joined (V3).
+    fn vars<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let out = PyDict::new(py);
+        for var in self.head.vars.iter().filter(|v| !v.shadowed) {
+            out.set_item(
+                environ::key_string(py, slice(&self.block, var.raw.key)),
+                environ::var_value(py, &self.block, &self.head.vars, var),
+            )?;
+        }
+        Ok(out)
+    }
+
+    /// The request headers as gunicorn lists them: `(NAME, value)` pairs, `HTTP_X_Y` as `X-Y`.
+    fn headers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let out = PyList::empty(py);
+        for var in self.head.vars.iter() {
+            let key = slice(&self.block, var.raw.key);
+            let name: Vec<u8> = match var.kind {
+                Kind::Http | Kind::HiddenHttp => key
+                    .get(5..)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|&b| if b == b'_' { b'-' } else { b })
+                    .collect(),
+                Kind::Control(Control::ContentType | Control::ContentLength) => {
+                    if slice(&self.block, var.raw.value).is_empty() {
+                        continue;
+                    }
+                    key.iter()
+                        .map(|&b| if b == b'_' { b'-' } else { b })
+                        .collect()
+                }
+                _ => continue,
+            };
+            let value = environ::latin1(py, slice(&self.block, var.raw.value));
+            out.append((environ::latin1(py, &name), value))?;
+        }
+        Ok(out)
+    }
+
+    /// The WSGI environ (E1–E8). `base` is the worker's constant environ, copied.
+    #[pyo3(signature = (base, input, socket, peer_addr, peer_port, script_name, secure_headers, is_ssl))]
+    #[allow(clippy::too_many_arguments)]
+    fn environ<'py>(
+        &self,
+        py: Python<'py>,
+        base: &Bound<'py, PyDict>,
+        input: &Bound<'py, PyAny>,
+        socket: &Bound<'py, PyAny>,
+        peer_addr: &Bound<'py, PyAny>,
+        peer_port: &Bound<'py, PyAny>,
+        script_name: &str,
+        secure_headers: Option<&Bound<'py, PyDict>>,
+        is_ssl: bool,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let ctx = Context {
+            base,
+            input,
+            socket,
+            peer_addr,
+            peer_port,
+            script_name,
+            secure_headers,
+            is_ssl,
+        };
+        environ::build(py, &self.head, &self.block, &ctx)
+    }
+}
+
+/// Parses the bytes received so far on a connection (sans-I/O).
+///
+/// Returns the number of bytes the head needs in total when more must be read, else the `Head`.
+/// Raises the `gunicorn_uwsgi.errors` exception for a refused packet.
+#[pyfunction]
+pub fn parse<'py>(py: Python<'py>, data: &[u8], limits: &Limits) -> PyResult<Bound<'py, PyAny>> {
+    match vars::parse_head(data, &limits.0) {
+        Ok(Progress::NeedMore(n)) => Ok(n.into_pyobject(py)?.into_any()),
+        Ok(Progress::Done(head)) => {
+            let end = head.header.head_size();
+            let block = data.get(HEADER_SIZE..end).unwrap_or_default().to_vec();
+            Ok(Bound::new(py, Head { head: *head, block })?.into_any())
+        }
+        Err(e) => Err(protocol_error(py, &e)),
+    }
+}
+
+/// A compiled allow list (A1–A3).
+#[pyclass(frozen, module = "gunicorn_uwsgi._native")]
+pub struct AllowList(allow::AllowList);
+
+#[pymethods]
+impl AllowList {
+    #[new]
+    fn new(entries: Vec<String>) -> PyResult<Self> {
+        allow::AllowList::new(&entries)
+            .map(Self)
+            .map_err(|e| invalid_entry(&e))
+    }
+
+    #[getter]
+    fn allows_any(&self) -> bool {
+        self.0.allows_any()
+    }
+
+    /// Whether a peer may send requests: an `(host, port, ...)` tuple for TCP; anything else
+    /// (a unix socket's `''` or path) is always allowed (A3).
+    fn allows(&self, peer: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let Ok(tuple) = peer.cast::<PyTuple>() else {
+            return Ok(true);
+        };
+        let host = tuple.get_item(0)?;
+        let host = host.cast::<PyString>()?.to_cow()?;
+        Ok(self.0.allows_str(&host))
+    }
+}
+
+/// Validates and serialises a response head (R1–R4).
+///
+/// Returns `(head_bytes, status_code, content_length_or_None, no_body)`.
+#[pyfunction]
+pub fn response_head<'py>(
+    py: Python<'py>,
+    status: &Bound<'py, PyAny>,
+    headers: &Bound<'py, PyAny>,
+    is_head: bool,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let status = status
+        .cast::<PyString>()
+        .map_err(|_| pyo3::exceptions::PyTypeError::new_err(format!("{status:?} is not a string")))?
+        .to_cow()?;
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for item in headers.try_iter()? {
+        let item = item?;
+        let (name, value): (Bound<'py, PyAny>, Bound<'py, PyAny>) = item.extract()?;
+        let as_str = |o: &Bound<'py, PyAny>| -> PyResult<String> {
+            o.cast::<PyString>()
+                .map_err(|_| {
+                    pyo3::exceptions::PyTypeError::new_err(format!("{o:?} is not a string"))
+                })?
+                .to_cow()
+                .map(|c| c.into_owned())
+        };
+        pairs.push((as_str(&name)?, as_str(&value)?));
+    }
+    let head = response::build_head(
+        &status,
+        pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+        is_head,
+    )
+    .map_err(|e| response_error(py, &e))?;
+    (
+        PyBytes::new(py, &head.bytes),
+        head.status,
+        head.content_length,
+        head.no_body,
+    )
+        .into_pyobject(py)
+}
+
+/// The short plain-text response for a protocol error with this status (X1).
+#[pyfunction]
+pub fn error_response<'py>(py: Python<'py>, status: u16, message: &str) -> Bound<'py, PyBytes> {
+    PyBytes::new(
+        py,
+        &response::error_response(status, response::reason(status), message),
+    )
+}

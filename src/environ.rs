@@ -1,0 +1,393 @@
+//! Building the WSGI environ dict from a validated head (E1–E7, V1, V3).
+//!
+//! Keys of the vars nginx sends are interned once; values are decoded latin-1 (PEP 3333) with an
+//! ASCII fast path. The constant part of the environ is a dict prepared once per worker and
+//! copied per request.
+
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyString};
+
+use crate::exceptions::configuration_problem;
+use crate::framing::slice;
+use crate::vars::{strip_script_name, Control, Head, Kind, Var, NONE};
+
+macro_rules! interned_keys {
+    ($($name:literal),* $(,)?) => {
+        const KEY_NAMES: &[&str] = &[$($name),*];
+
+        fn key_index(key: &[u8]) -> Option<usize> {
+            let mut i = 0usize;
+            $(
+                if key == $name.as_bytes() {
+                    return Some(i);
+                }
+                i += 1;
+            )*
+            let _ = i;
+            None
+        }
+    };
+}
+
+// What nginx's `uwsgi_params` sends, the common request headers, and the keys the server adds.
+interned_keys!(
+    "QUERY_STRING",
+    "REQUEST_METHOD",
+    "CONTENT_TYPE",
+    "CONTENT_LENGTH",
+    "REQUEST_URI",
+    "PATH_INFO",
+    "DOCUMENT_ROOT",
+    "SERVER_PROTOCOL",
+    "REQUEST_SCHEME",
+    "HTTPS",
+    "REMOTE_ADDR",
+    "REMOTE_PORT",
+    "SERVER_PORT",
+    "SERVER_NAME",
+    "SCRIPT_NAME",
+    "UWSGI_SCHEME",
+    "HTTP_HOST",
+    "HTTP_USER_AGENT",
+    "HTTP_ACCEPT",
+    "HTTP_ACCEPT_LANGUAGE",
+    "HTTP_ACCEPT_ENCODING",
+    "HTTP_COOKIE",
+    "HTTP_X_FORWARDED_FOR",
+    "HTTP_X_FORWARDED_PROTO",
+    "HTTP_X_REAL_IP",
+    "HTTP_REFERER",
+    "HTTP_CONNECTION",
+    "HTTP_CACHE_CONTROL",
+    "HTTP_AUTHORIZATION",
+    "HTTP_ORIGIN",
+    "HTTP_PRAGMA",
+    "HTTP_IF_NONE_MATCH",
+    "HTTP_IF_MODIFIED_SINCE",
+    "HTTP_UPGRADE_INSECURE_REQUESTS",
+    "HTTP_SEC_FETCH_DEST",
+    "HTTP_SEC_FETCH_MODE",
+    "HTTP_SEC_FETCH_SITE",
+    "HTTP_SEC_FETCH_USER",
+    "HTTP_DNT",
+    "HTTP_X_REQUESTED_WITH",
+    "HTTP_X_CSRFTOKEN",
+    "HTTP_X_FORWARDED_HOST",
+    "RAW_URI",
+    "wsgi.input",
+    "gunicorn.socket",
+    "wsgi.url_scheme",
+);
+
+const RAW_URI: usize = 42;
+const WSGI_INPUT: usize = 43;
+const GUNICORN_SOCKET: usize = 44;
+const URL_SCHEME: usize = 45;
+
+static KEYS: PyOnceLock<Vec<Py<PyString>>> = PyOnceLock::new();
+
+fn keys(py: Python<'_>) -> &[Py<PyString>] {
+    KEYS.get_or_init(py, || {
+        KEY_NAMES
+            .iter()
+            .map(|k| PyString::intern(py, k).unbind())
+            .collect()
+    })
+}
+
+fn known_key<'py>(py: Python<'py>, idx: usize) -> Bound<'py, PyString> {
+    match keys(py).get(idx) {
+        Some(k) => k.bind(py).clone(),
+        None => PyString::new(py, KEY_NAMES.get(idx).copied().unwrap_or("")),
+    }
+}
+
+fn control_key(c: Control) -> usize {
+    match c {
+        Control::QueryString => 0,
+        Control::RequestMethod => 1,
+        Control::ContentType => 2,
+        Control::ContentLength => 3,
+        Control::RequestUri => 4,
+        Control::PathInfo => 5,
+        Control::ServerProtocol => 7,
+        Control::Https => 9,
+        Control::RemoteAddr => 10,
+        Control::RemotePort => 11,
+        Control::ServerPort => 12,
+        Control::ServerName => 13,
+        Control::ScriptName => 14,
+        Control::UwsgiScheme => 15,
+    }
+}
+
+/// A var name as a Python string: interned for the usual names. Names are printable ASCII (V2).
+pub fn key_string<'py>(py: Python<'py>, key: &[u8]) -> Bound<'py, PyString> {
+    match key_index(key) {
+        Some(i) => known_key(py, i),
+        None => latin1(py, key),
+    }
+}
+
+/// Decodes latin-1 bytes to a Python string (V1): every byte is the code point of the same value.
+pub fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
+    if bytes.is_ascii() {
+        if let Ok(s) = std::str::from_utf8(bytes) {
+            return PyString::new(py, s);
+        }
+    }
+    let s: String = bytes.iter().map(|&b| char::from(b)).collect();
+    PyString::new(py, &s)
+}
+
+fn joiner(key: &[u8]) -> &'static [u8] {
+    if key == b"HTTP_COOKIE" {
+        b"; "
+    } else {
+        b", "
+    }
+}
+
+/// The value of a var: a repeated header joined with `", "` (`"; "` for cookies) (V3).
+pub fn var_value<'py>(
+    py: Python<'py>,
+    block: &[u8],
+    vars: &[Var],
+    var: &Var,
+) -> Bound<'py, PyString> {
+    let value = slice(block, var.raw.value);
+    if var.next_repeat == NONE {
+        return latin1(py, value);
+    }
+    let sep = joiner(slice(block, var.raw.key));
+    let mut joined = value.to_vec();
+    let mut next = var.next_repeat;
+    while let Some(v) = vars.get(usize::from(next)) {
+        joined.extend_from_slice(sep);
+        joined.extend_from_slice(slice(block, v.raw.value));
+        next = v.next_repeat;
+    }
+    latin1(py, &joined)
+}
+
+/// Per-request inputs of the environ beside the vars.
+pub struct Context<'a, 'py> {
+    pub base: &'a Bound<'py, PyDict>,
+    pub input: &'a Bound<'py, PyAny>,
+    pub socket: &'a Bound<'py, PyAny>,
+    /// The socket peer: the fallback for `REMOTE_ADDR`/`REMOTE_PORT` (E4).
+    pub peer_addr: &'a Bound<'py, PyAny>,
+    pub peer_port: &'a Bound<'py, PyAny>,
+    /// gunicorn's `SCRIPT_NAME` environment variable (E3).
+    pub script_name: &'a str,
+    /// `{environ key: secure value}` from `secure_scheme_headers`, when the peer is trusted (E7).
+    pub secure_headers: Option<&'a Bound<'py, PyDict>>,
+    /// gunicorn itself serves TLS.
+    pub is_ssl: bool,
+}
+
+fn is_true_flag(v: &[u8]) -> bool {
+    [&b"on"[..], b"1", b"true", b"yes"]
+        .iter()
+        .any(|t| v.eq_ignore_ascii_case(t))
+}
+
+fn url_scheme(
+    head: &Head,
+    block: &[u8],
+    env: &Bound<'_, PyDict>,
+    ctx: &Context<'_, '_>,
+) -> PyResult<&'static str> {
+    match head.control_value(block, Control::UwsgiScheme) {
+        Some(v) if v.eq_ignore_ascii_case(b"https") => return Ok("https"),
+        Some(v) if v.eq_ignore_ascii_case(b"http") => return Ok("http"),
+        _ => {}
+    }
+    if head
+        .control_value(block, Control::Https)
+        .is_some_and(is_true_flag)
+    {
+        return Ok("https");
+    }
+    if let Some(secure) = ctx.secure_headers {
+        for (key, wanted) in secure.iter() {
+            if let Some(got) = env.get_item(&key)? {
+                if got.eq(&wanted)? {
+                    return Ok("https");
+                }
+            }
+        }
+    }
+    let request_scheme = head
+        .vars
+        .iter()
+        .rev()
+        .find(|v| slice(block, v.raw.key) == b"REQUEST_SCHEME")
+        .map(|v| slice(block, v.raw.value));
+    if request_scheme.is_some_and(|v| v.eq_ignore_ascii_case(b"https")) || ctx.is_ssl {
+        return Ok("https");
+    }
+    Ok("http")
+}
+
+/// Builds the environ for one request (E1–E8).
+pub fn build<'py>(
+    py: Python<'py>,
+    head: &Head,
+    block: &[u8],
+    ctx: &Context<'_, 'py>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let env = ctx.base.copy()?;
+    for var in head.vars.iter() {
+        if var.shadowed {
+            continue;
+        }
+        let key = match var.kind {
+            Kind::HiddenHttp | Kind::Reserved => continue,
+            Kind::Control(c) => known_key(py, control_key(c)),
+            Kind::Http | Kind::Other => key_string(py, slice(block, var.raw.key)),
+        };
+        env.set_item(key, var_value(py, block, &head.vars, var))?;
+    }
+
+    // PATH_INFO and SCRIPT_NAME (E2, E3, F4).
+    let path = head
+        .control_value(block, Control::PathInfo)
+        .unwrap_or_default();
+    let script_var = head.control_value(block, Control::ScriptName);
+    let script: &[u8] = script_var.unwrap_or(ctx.script_name.as_bytes());
+    let mut new_path = None;
+    let mut new_script = None;
+    if head.header.modifier1 == 30 && !script.is_empty() {
+        if let Some((keep, start)) = strip_script_name(path, script) {
+            new_script = script.get(..keep);
+            new_path = path.get(start..);
+        }
+    } else if script_var.is_none() && !script.is_empty() {
+        // gunicorn's rule for its SCRIPT_NAME environment variable.
+        match path.strip_prefix(script) {
+            Some(rest) => new_path = Some(rest),
+            None => {
+                return Err(configuration_problem(
+                    py,
+                    format!(
+                        "Request path {:?} does not start with SCRIPT_NAME {:?}",
+                        String::from_utf8_lossy(path),
+                        ctx.script_name
+                    ),
+                ))
+            }
+        }
+        new_script = Some(script);
+    }
+    if let Some(p) = new_path {
+        env.set_item(known_key(py, control_key(Control::PathInfo)), latin1(py, p))?;
+    } else if !head.has(Control::PathInfo) {
+        env.set_item(
+            known_key(py, control_key(Control::PathInfo)),
+            PyString::intern(py, ""),
+        )?;
+    }
+    if let Some(s) = new_script {
+        env.set_item(
+            known_key(py, control_key(Control::ScriptName)),
+            latin1(py, s),
+        )?;
+    } else if script_var.is_none() {
+        env.set_item(
+            known_key(py, control_key(Control::ScriptName)),
+            PyString::intern(py, ""),
+        )?;
+    }
+
+    let empty = PyString::intern(py, "");
+    if !head.has(Control::QueryString) {
+        env.set_item(known_key(py, control_key(Control::QueryString)), &empty)?;
+    }
+    // REMOTE_ADDR / REMOTE_PORT fall back to the socket peer (E4).
+    if !head.has(Control::RemoteAddr) {
+        env.set_item(
+            known_key(py, control_key(Control::RemoteAddr)),
+            ctx.peer_addr,
+        )?;
+        if !head.has(Control::RemotePort) {
+            env.set_item(
+                known_key(py, control_key(Control::RemotePort)),
+                ctx.peer_port,
+            )?;
+        }
+    }
+    if !head.has(Control::ServerProtocol) {
+        env.set_item(
+            known_key(py, control_key(Control::ServerProtocol)),
+            PyString::intern(py, "HTTP/1.1"),
+        )?;
+    }
+    // RAW_URI (E6).
+    let raw_uri = match head.control_value(block, Control::RequestUri) {
+        Some(uri) => latin1(py, uri),
+        None => {
+            let mut uri = path.to_vec();
+            if let Some(q) = head
+                .control_value(block, Control::QueryString)
+                .filter(|q| !q.is_empty())
+            {
+                uri.push(b'?');
+                uri.extend_from_slice(q);
+            }
+            latin1(py, &uri)
+        }
+    };
+    env.set_item(known_key(py, RAW_URI), raw_uri)?;
+    env.set_item(
+        known_key(py, URL_SCHEME),
+        PyString::intern(py, url_scheme(head, block, &env, ctx)?),
+    )?;
+    env.set_item(known_key(py, WSGI_INPUT), ctx.input)?;
+    env.set_item(known_key(py, GUNICORN_SOCKET), ctx.socket)?;
+    Ok(env)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_table_indices() {
+        assert_eq!(key_index(b"RAW_URI"), Some(RAW_URI));
+        assert_eq!(key_index(b"wsgi.input"), Some(WSGI_INPUT));
+        assert_eq!(key_index(b"gunicorn.socket"), Some(GUNICORN_SOCKET));
+        assert_eq!(key_index(b"wsgi.url_scheme"), Some(URL_SCHEME));
+        for c in [
+            Control::RequestMethod,
+            Control::ContentLength,
+            Control::ContentType,
+            Control::PathInfo,
+            Control::ScriptName,
+            Control::QueryString,
+            Control::RequestUri,
+            Control::RemoteAddr,
+            Control::RemotePort,
+            Control::Https,
+            Control::UwsgiScheme,
+            Control::ServerProtocol,
+            Control::ServerName,
+            Control::ServerPort,
+        ] {
+            let name = KEY_NAMES[control_key(c)];
+            assert_eq!(Control::from_key(name.as_bytes()), Some(c), "{name}");
+        }
+        assert_eq!(key_index(b"HTTP_NOT_LISTED"), None);
+    }
+
+    #[test]
+    fn e7_true_flags() {
+        for v in ["on", "ON", "1", "true", "Yes"] {
+            assert!(is_true_flag(v.as_bytes()), "{v}");
+        }
+        for v in ["off", "0", "", "no"] {
+            assert!(!is_true_flag(v.as_bytes()), "{v}");
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! The one error boundary: Rust errors become the Python exceptions of `gunicorn_uwsgi.errors`.
+
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyType;
+
+use crate::allow::InvalidEntry;
+use crate::errors::{ProtocolError, ResponseError};
+
+static ERRORS_MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+
+fn errors_module(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
+    ERRORS_MODULE
+        .get_or_try_init(py, || py.import("gunicorn_uwsgi.errors").map(Bound::unbind))
+        .map(|m| m.bind(py))
+}
+
+#[cold]
+fn raise<'py>(py: Python<'py>, class: &str, args: impl IntoPyObject<'py>) -> PyErr {
+    let made = errors_module(py)
+        .and_then(|m| m.getattr(class))
+        .and_then(|c| c.cast_into::<PyType>().map_err(PyErr::from))
+        .and_then(|c| c.call1((args,)));
+    match made {
+        Ok(exc) => PyErr::from_value(exc),
+        Err(e) => PyRuntimeError::new_err(format!("gunicorn_uwsgi.errors.{class}: {e}")),
+    }
+}
+
+/// A protocol error as the matching `gunicorn_uwsgi.errors` exception.
+#[cold]
+pub fn protocol_error(py: Python<'_>, err: &ProtocolError) -> PyErr {
+    let class = match err {
+        ProtocolError::InvalidPacket(_) => "InvalidUWSGIHeader",
+        ProtocolError::ForeignProtocol(_) => "ForeignProtocol",
+        ProtocolError::UnsupportedModifier(m) => return raise(py, "UnsupportedModifier", *m),
+        ProtocolError::UriTooLong { .. } => "LimitRequestLine",
+        ProtocolError::TooLarge(_) => "LimitRequestHeaders",
+        ProtocolError::BodyTooLarge { .. } => "RequestBodyTooLarge",
+    };
+    raise(py, class, err.to_string())
+}
+
+/// An invalid response head: the application gets this from `start_response` (R1).
+#[cold]
+pub fn response_error(py: Python<'_>, err: &ResponseError) -> PyErr {
+    let class = match err {
+        ResponseError::HeaderName(_) => "InvalidResponseHeaderName",
+        ResponseError::HeaderValue(_) => "InvalidResponseHeader",
+        ResponseError::Status(_) | ResponseError::ContentLength(_) => "InvalidResponseStatus",
+    };
+    raise(py, class, err.to_string())
+}
+
+/// `PATH_INFO` does not start with the `SCRIPT_NAME` environment variable (E3): 500.
+#[cold]
+pub fn configuration_problem(py: Python<'_>, message: String) -> PyErr {
+    raise(py, "ConfigurationProblem", message)
+}
+
+/// A bad allow-list entry: start-up stops with this message (A5).
+#[cold]
+pub fn invalid_entry(err: &InvalidEntry) -> PyErr {
+    PyValueError::new_err(err.to_string())
+}

@@ -1,0 +1,29 @@
+//! `gunicorn_uwsgi._native`: the uwsgi protocol for gunicorn workers.
+//!
+//! Pure-Rust modules (`framing`, `vars`, `allow`, `response`, `errors`) hold the protocol and
+//! their unit tests; `environ`, `bindings` and `exceptions` are the thin PyO3 layer.
+
+pub mod allow;
+pub mod bindings;
+pub mod environ;
+pub mod errors;
+pub mod exceptions;
+pub mod framing;
+pub mod response;
+pub mod vars;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+mod _native {
+    #[pymodule_export]
+    use crate::bindings::{error_response, parse, response_head, AllowList, Head, Limits};
+
+    #[pymodule_init]
+    fn init(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
+        use pyo3::types::PyModuleMethods;
+        m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+        m.add("MAX_VARS", crate::vars::MAX_VARS)?;
+        Ok(())
+    }
+}

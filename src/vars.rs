@@ -1,0 +1,625 @@
+//! Validation of the vars block: names, values, repeats, limits and `CONTENT_LENGTH` (V1–V6, F4).
+//!
+//! [`parse_head`] is the sans-I/O entry point: give it the bytes received so far, it answers how
+//! many bytes the head needs, or the validated request head with the body's length.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use smallvec::SmallVec;
+
+use crate::errors::ProtocolError;
+use crate::framing::{read_header, slice, Header, RawVar, Start, VarIter, HEADER_SIZE};
+
+/// At most this many vars in one packet, whatever the settings (V4).
+pub const MAX_VARS: usize = 1000;
+
+/// Largest `CONTENT_LENGTH` that can frame a body: what fits a signed 64-bit length.
+pub const MAX_CONTENT_LENGTH: u64 = i64::MAX as u64;
+
+/// gunicorn's request limits, with its meanings; 0 means unlimited (V4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Limits {
+    /// `limit_request_line`: bounds `REQUEST_URI`.
+    pub request_line: usize,
+    /// `limit_request_fields`: bounds the number of `HTTP_*` vars.
+    pub fields: usize,
+    /// `limit_request_field_size`: bounds each `HTTP_*` var, measured as its header line
+    /// `Name: value`.
+    pub field_size: usize,
+}
+
+/// The vars the server itself interprets. A repeat of any of them is refused (V3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Control {
+    RequestMethod,
+    ContentLength,
+    ContentType,
+    PathInfo,
+    ScriptName,
+    QueryString,
+    RequestUri,
+    RemoteAddr,
+    RemotePort,
+    Https,
+    UwsgiScheme,
+    ServerProtocol,
+    ServerName,
+    ServerPort,
+}
+
+/// Number of [`Control`] variants.
+pub const CONTROL_COUNT: usize = 14;
+
+impl Control {
+    pub fn from_key(key: &[u8]) -> Option<Self> {
+        Some(match key {
+            b"REQUEST_METHOD" => Self::RequestMethod,
+            b"CONTENT_LENGTH" => Self::ContentLength,
+            b"CONTENT_TYPE" => Self::ContentType,
+            b"PATH_INFO" => Self::PathInfo,
+            b"SCRIPT_NAME" => Self::ScriptName,
+            b"QUERY_STRING" => Self::QueryString,
+            b"REQUEST_URI" => Self::RequestUri,
+            b"REMOTE_ADDR" => Self::RemoteAddr,
+            b"REMOTE_PORT" => Self::RemotePort,
+            b"HTTPS" => Self::Https,
+            b"UWSGI_SCHEME" => Self::UwsgiScheme,
+            b"SERVER_PROTOCOL" => Self::ServerProtocol,
+            b"SERVER_NAME" => Self::ServerName,
+            b"SERVER_PORT" => Self::ServerPort,
+            _ => return None,
+        })
+    }
+}
+
+/// How a var reaches the environ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Control(Control),
+    /// A request header (`HTTP_*`).
+    Http,
+    /// A request header the environ leaves out: the body is already de-chunked and framed by
+    /// `CONTENT_LENGTH` (E1).
+    HiddenHttp,
+    /// `wsgi.*` and `gunicorn.*`: server keys a peer may not set (E1).
+    Reserved,
+    /// Anything else (`DOCUMENT_ROOT`, `UWSGI_*`, custom `uwsgi_param`s): an inert string (V7).
+    Other,
+}
+
+impl Kind {
+    fn of(key: &[u8]) -> Self {
+        if let Some(rest) = key.strip_prefix(b"HTTP_") {
+            return match rest {
+                b"CONTENT_TYPE" | b"CONTENT_LENGTH" | b"TRANSFER_ENCODING" => Self::HiddenHttp,
+                _ => Self::Http,
+            };
+        }
+        if key.starts_with(b"wsgi.") || key.starts_with(b"gunicorn.") {
+            return Self::Reserved;
+        }
+        match Control::from_key(key) {
+            Some(c) => Self::Control(c),
+            None => Self::Other,
+        }
+    }
+
+    fn is_header(self) -> bool {
+        matches!(self, Self::Http | Self::HiddenHttp)
+    }
+}
+
+/// Marks "no index" in the `u16` links below.
+pub const NONE: u16 = u16::MAX;
+
+/// One validated var.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Var {
+    pub raw: RawVar,
+    pub kind: Kind,
+    /// Left out of the environ: an earlier copy of a repeated non-header var (the last one wins),
+    /// or a later copy of a repeated header (joined into the first).
+    pub shadowed: bool,
+    /// For a repeated header: the index of its next occurrence, [`NONE`] at the end of the chain.
+    pub next_repeat: u16,
+}
+
+/// A validated request head.
+#[derive(Debug, Clone)]
+pub struct Head {
+    pub header: Header,
+    pub vars: SmallVec<[Var; 32]>,
+    /// Index in `vars` of each control var present.
+    pub control: [u16; CONTROL_COUNT],
+    pub content_length: u64,
+}
+
+impl Head {
+    /// Whether a control var was sent.
+    pub fn has(&self, which: Control) -> bool {
+        self.control.get(which as usize).is_some_and(|&i| i != NONE)
+    }
+
+    /// The value of a control var, if it was sent.
+    pub fn control_value<'b>(&self, block: &'b [u8], which: Control) -> Option<&'b [u8]> {
+        let idx = *self.control.get(which as usize)?;
+        let var = self.vars.get(usize::from(idx))?;
+        Some(slice(block, var.raw.value))
+    }
+}
+
+/// Progress of [`parse_head`].
+#[derive(Debug)]
+pub enum Progress {
+    /// The head needs this many bytes in total; fewer have arrived.
+    NeedMore(usize),
+    /// The head is complete and valid; the body starts at `header.head_size()`.
+    Done(Box<Head>),
+}
+
+#[derive(Default)]
+struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word.iter_mut().zip(chunk).for_each(|(w, b)| *w = *b);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
+                .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+}
+
+type FxMap<'a> = HashMap<&'a [u8], u16, BuildHasherDefault<FxHasher>>;
+
+fn is_key_byte(b: u8) -> bool {
+    (0x21..=0x7e).contains(&b)
+}
+
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn has_line_break(value: &[u8]) -> bool {
+    value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0)
+}
+
+/// Parses `CONTENT_LENGTH` (V5): absent or empty is 0; else 1–19 ASCII digits.
+pub fn content_length(value: Option<&[u8]>) -> Result<u64, ProtocolError> {
+    let value = match value {
+        None | Some(b"") => return Ok(0),
+        Some(v) => v,
+    };
+    if value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+        return Err(bad_content_length(value));
+    }
+    let n = value
+        .iter()
+        .fold(0u64, |acc, d| acc * 10 + u64::from(d - b'0'));
+    if n > MAX_CONTENT_LENGTH {
+        return Err(ProtocolError::BodyTooLarge {
+            size: n,
+            limit: MAX_CONTENT_LENGTH,
+        });
+    }
+    Ok(n)
+}
+
+#[cold]
+fn bad_content_length(value: &[u8]) -> ProtocolError {
+    ProtocolError::invalid(format!(
+        "invalid CONTENT_LENGTH {:?}: it must be 1 to 19 digits",
+        String::from_utf8_lossy(value)
+    ))
+}
+
+#[cold]
+fn bad_key(key: &[u8]) -> ProtocolError {
+    ProtocolError::invalid(format!(
+        "invalid var name {:?}: names are printable ASCII without spaces",
+        String::from_utf8_lossy(key)
+    ))
+}
+
+#[cold]
+fn bad_value(key: &[u8]) -> ProtocolError {
+    ProtocolError::invalid(format!(
+        "var {} has a CR, LF or NUL in its value",
+        String::from_utf8_lossy(key)
+    ))
+}
+
+#[cold]
+fn repeated(key: &[u8]) -> ProtocolError {
+    ProtocolError::invalid(format!("var {} is repeated", String::from_utf8_lossy(key)))
+}
+
+#[cold]
+fn missing_params(what: &str) -> ProtocolError {
+    ProtocolError::invalid(format!(
+        "{what}: is `include uwsgi_params;` missing from the nginx location?"
+    ))
+}
+
+/// Validates a vars block into a [`Head`] (F3, V2–V6).
+pub fn parse_vars(header: Header, block: &[u8], limits: &Limits) -> Result<Head, ProtocolError> {
+    if block.is_empty() {
+        return Err(missing_params("empty vars block"));
+    }
+    let mut vars: SmallVec<[Var; 32]> = SmallVec::new();
+    let mut control = [NONE; CONTROL_COUNT];
+    // First and last index of each name seen that is not a control var.
+    let mut seen: FxMap = FxMap::default();
+    let mut last_of_chain: SmallVec<[(u16, u16); 4]> = SmallVec::new();
+    let mut header_count = 0usize;
+
+    for raw in VarIter::new(block) {
+        let raw = raw?;
+        if vars.len() >= MAX_VARS {
+            return Err(ProtocolError::too_large(format!(
+                "more than {MAX_VARS} vars in one packet"
+            )));
+        }
+        let key = slice(block, raw.key);
+        let value = slice(block, raw.value);
+        if !key.iter().all(|&b| is_key_byte(b)) {
+            return Err(bad_key(key));
+        }
+        let kind = Kind::of(key);
+        let idx = vars.len() as u16;
+        let mut var = Var {
+            raw,
+            kind,
+            shadowed: false,
+            next_repeat: NONE,
+        };
+        match kind {
+            Kind::Control(c) => {
+                if has_line_break(value) {
+                    return Err(bad_value(key));
+                }
+                let slot = control.get_mut(c as usize).ok_or_else(|| repeated(key))?;
+                if *slot != NONE {
+                    return Err(repeated(key));
+                }
+                *slot = idx;
+            }
+            _ => {
+                if kind.is_header() {
+                    if has_line_break(value) {
+                        return Err(bad_value(key));
+                    }
+                    header_count += 1;
+                    if limits.fields > 0 && header_count > limits.fields {
+                        return Err(ProtocolError::too_large(format!(
+                            "more than {} request headers (limit_request_fields)",
+                            limits.fields
+                        )));
+                    }
+                    let line = key.len() - 5 + 2 + value.len();
+                    if limits.field_size > 0 && line > limits.field_size {
+                        return Err(ProtocolError::too_large(format!(
+                            "request header {} is {line} bytes, over limit_request_field_size ({})",
+                            String::from_utf8_lossy(key),
+                            limits.field_size
+                        )));
+                    }
+                }
+                if let Some(&first) = seen.get(key) {
+                    if kind.is_header() {
+                        // Joined into the first occurrence, in order (V3).
+                        var.shadowed = true;
+                        let tail = match last_of_chain.iter_mut().find(|(f, _)| *f == first) {
+                            Some(entry) => std::mem::replace(&mut entry.1, idx),
+                            None => {
+                                last_of_chain.push((first, idx));
+                                first
+                            }
+                        };
+                        if let Some(prev) = vars.get_mut(usize::from(tail)) {
+                            prev.next_repeat = idx;
+                        }
+                    } else {
+                        // The last one wins.
+                        if let Some(prev) = vars.get_mut(usize::from(first)) {
+                            prev.shadowed = true;
+                        }
+                        seen.insert(key, idx);
+                    }
+                } else {
+                    seen.insert(key, idx);
+                }
+            }
+        }
+        vars.push(var);
+    }
+
+    let head = Head {
+        header,
+        vars,
+        control,
+        content_length: 0,
+    };
+    let method = head
+        .control_value(block, Control::RequestMethod)
+        .ok_or_else(|| missing_params("no REQUEST_METHOD var"))?;
+    if method.is_empty() || !method.iter().all(|&b| is_tchar(b)) {
+        return Err(ProtocolError::invalid(format!(
+            "invalid REQUEST_METHOD {:?}",
+            String::from_utf8_lossy(method)
+        )));
+    }
+    if let Some(uri) = head.control_value(block, Control::RequestUri) {
+        if limits.request_line > 0 && uri.len() > limits.request_line {
+            return Err(ProtocolError::UriTooLong {
+                size: uri.len(),
+                limit: limits.request_line,
+            });
+        }
+    }
+    let content_length = content_length(head.control_value(block, Control::ContentLength))?;
+    Ok(Head {
+        content_length,
+        ..head
+    })
+}
+
+/// Sans-I/O entry point: the bytes received so far on a connection (F1, F2, F4).
+///
+/// Returns [`Progress::NeedMore`] with the total the head needs, or the validated head. An
+/// unsupported modifier1 or a foreign protocol is refused as soon as the header shows it.
+pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Progress, ProtocolError> {
+    let header = match read_header(buf)? {
+        Start::NeedMore => return Ok(Progress::NeedMore(HEADER_SIZE)),
+        Start::Header(h) => h,
+    };
+    if header.modifier1 != 0 && header.modifier1 != 30 {
+        return Err(ProtocolError::UnsupportedModifier(header.modifier1));
+    }
+    let end = header.head_size();
+    match buf.get(HEADER_SIZE..end) {
+        Some(block) => parse_vars(header, block, limits).map(|h| Progress::Done(Box::new(h))),
+        None => Ok(Progress::NeedMore(end)),
+    }
+}
+
+/// modifier1 30 (F4): where `PATH_INFO` starts once `SCRIPT_NAME` is taken off, when
+/// `SCRIPT_NAME` is a prefix of it that ends on a `/` boundary. Returns `(script_len, path_start)`:
+/// the length of `SCRIPT_NAME` to keep (without a trailing `/`) and the offset of the new
+/// `PATH_INFO` in the old one.
+pub fn strip_script_name(path: &[u8], script: &[u8]) -> Option<(usize, usize)> {
+    let trimmed = script.strip_suffix(b"/").unwrap_or(script);
+    if trimmed.is_empty() {
+        return None;
+    }
+    let rest = path.strip_prefix(trimmed)?;
+    if rest.is_empty() || rest.first() == Some(&b'/') {
+        Some((trimmed.len(), trimmed.len()))
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::framing::tests::packet;
+
+    fn limits() -> Limits {
+        Limits {
+            request_line: 4094,
+            fields: 100,
+            field_size: 8190,
+        }
+    }
+
+    fn parse(pairs: &[(&[u8], &[u8])]) -> Result<Head, ProtocolError> {
+        let pkt = packet(0, pairs);
+        match parse_head(&pkt, &limits())? {
+            Progress::Done(h) => Ok(*h),
+            Progress::NeedMore(n) => panic!("needs {n}"),
+        }
+    }
+
+    fn get(pairs: &[(&[u8], &[u8])]) -> Head {
+        parse(pairs).unwrap()
+    }
+
+    const GET: (&[u8], &[u8]) = (b"REQUEST_METHOD", b"GET");
+
+    #[test]
+    fn f2_need_more_until_block_complete() {
+        let pkt = packet(0, &[GET, (b"PATH_INFO", b"/x")]);
+        for cut in 0..pkt.len() {
+            match parse_head(&pkt[..cut], &limits()).unwrap() {
+                Progress::NeedMore(n) => assert_eq!(n, if cut < 4 { 4 } else { pkt.len() }),
+                Progress::Done(_) => panic!("done at {cut}"),
+            }
+        }
+        let mut with_body = pkt.clone();
+        with_body.extend_from_slice(b"body bytes");
+        let Progress::Done(h) = parse_head(&with_body, &limits()).unwrap() else {
+            panic!()
+        };
+        assert_eq!(h.header.head_size(), pkt.len());
+    }
+
+    #[test]
+    fn f4_modifiers() {
+        let pkt = packet(5, &[GET]);
+        assert_eq!(
+            parse_head(&pkt, &limits()).unwrap_err(),
+            ProtocolError::UnsupportedModifier(5)
+        );
+        // Refused from the header alone.
+        assert_eq!(parse_head(&pkt[..4], &limits()).unwrap_err().status(), 501);
+        assert!(parse_head(&packet(30, &[GET]), &limits()).is_ok());
+    }
+
+    #[test]
+    fn f4_strip_script_name() {
+        assert_eq!(strip_script_name(b"/app/x", b"/app"), Some((4, 4)));
+        assert_eq!(strip_script_name(b"/app", b"/app"), Some((4, 4)));
+        assert_eq!(strip_script_name(b"/app/x", b"/app/"), Some((4, 4)));
+        assert_eq!(strip_script_name(b"/application", b"/app"), None);
+        assert_eq!(strip_script_name(b"/other", b"/app"), None);
+        assert_eq!(strip_script_name(b"/x", b""), None);
+    }
+
+    #[test]
+    fn v2_names_and_values() {
+        assert_eq!(parse(&[GET, (b"BAD KEY", b"x")]).unwrap_err().status(), 400);
+        assert_eq!(parse(&[GET, (b"K\x01", b"x")]).unwrap_err().status(), 400);
+        assert_eq!(
+            parse(&[GET, (b"HTTP_X", b"a\r\nb")]).unwrap_err().status(),
+            400
+        );
+        assert_eq!(
+            parse(&[GET, (b"HTTP_X", b"a\0b")]).unwrap_err().status(),
+            400
+        );
+        assert_eq!(
+            parse(&[GET, (b"PATH_INFO", b"/a\nb")])
+                .unwrap_err()
+                .status(),
+            400
+        );
+        // Other vars may carry anything.
+        assert!(parse(&[GET, (b"DOCUMENT_ROOT", b"a\nb")]).is_ok());
+    }
+
+    #[test]
+    fn v3_repeats() {
+        let pkt_pairs: &[(&[u8], &[u8])] = &[
+            GET,
+            (b"HTTP_ACCEPT", b"a"),
+            (b"HTTP_COOKIE", b"c=1"),
+            (b"HTTP_ACCEPT", b"b"),
+            (b"X_OTHER", b"1"),
+            (b"HTTP_ACCEPT", b"c"),
+            (b"X_OTHER", b"2"),
+        ];
+        let h = get(pkt_pairs);
+        let first = &h.vars[1];
+        assert!(!first.shadowed);
+        assert_eq!(first.next_repeat, 3);
+        assert_eq!(h.vars[3].next_repeat, 5);
+        assert!(h.vars[3].shadowed && h.vars[5].shadowed);
+        assert_eq!(h.vars[5].next_repeat, NONE);
+        assert!(h.vars[4].shadowed && !h.vars[6].shadowed);
+        for c in [
+            &b"REQUEST_METHOD"[..],
+            b"CONTENT_LENGTH",
+            b"PATH_INFO",
+            b"SERVER_PORT",
+            b"HTTPS",
+        ] {
+            let err = parse(&[GET, (c, b"1"), (c, b"1")]).unwrap_err();
+            assert_eq!(err.status(), 400, "{c:?}");
+        }
+    }
+
+    #[test]
+    fn v4_limits() {
+        let long = vec![b'a'; 5000];
+        let err = parse(&[GET, (b"REQUEST_URI", &long)]).unwrap_err();
+        assert_eq!(err.status(), 414);
+        let field = vec![b'a'; 8190];
+        assert_eq!(
+            parse(&[GET, (b"HTTP_X", &field)]).unwrap_err().status(),
+            431
+        );
+        assert!(parse(&[GET, (b"HTTP_X", &field[..8186])]).is_ok());
+        let names: Vec<Vec<u8>> = (0..101)
+            .map(|i| format!("HTTP_X{i}").into_bytes())
+            .collect();
+        let mut pairs: Vec<(&[u8], &[u8])> = vec![GET];
+        pairs.extend(names.iter().map(|n| (n.as_slice(), &b"v"[..])));
+        assert_eq!(parse(&pairs).unwrap_err().status(), 431);
+        // 0 means unlimited.
+        let pkt = packet(0, &pairs);
+        let open = Limits {
+            request_line: 0,
+            fields: 0,
+            field_size: 0,
+        };
+        assert!(parse_head(&pkt, &open).is_ok());
+        let many: Vec<Vec<u8>> = (0..1001).map(|i| format!("V{i}").into_bytes()).collect();
+        let mut pairs: Vec<(&[u8], &[u8])> = vec![GET];
+        pairs.extend(many.iter().map(|n| (n.as_slice(), &b""[..])));
+        let pkt = packet(0, &pairs[..1000]);
+        assert!(parse_head(&pkt, &open).is_ok());
+        let pkt = packet(0, &pairs);
+        assert_eq!(parse_head(&pkt, &open).unwrap_err().status(), 431);
+    }
+
+    #[test]
+    fn v5_content_length() {
+        assert_eq!(content_length(None), Ok(0));
+        assert_eq!(content_length(Some(b"")), Ok(0));
+        assert_eq!(content_length(Some(b"0")), Ok(0));
+        assert_eq!(content_length(Some(b"0012")), Ok(12));
+        assert_eq!(
+            content_length(Some(b"9223372036854775807")),
+            Ok(i64::MAX as u64)
+        );
+        for bad in [
+            &b"-1"[..],
+            b"+1",
+            b" 1",
+            b"1 ",
+            b"1_0",
+            b"0x10",
+            b"1e3",
+            b"12345678901234567890",
+        ] {
+            assert_eq!(
+                content_length(Some(bad)).unwrap_err().status(),
+                400,
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            content_length(Some(b"9999999999999999999"))
+                .unwrap_err()
+                .status(),
+            413
+        );
+        assert_eq!(get(&[GET, (b"CONTENT_LENGTH", b"25")]).content_length, 25);
+    }
+
+    #[test]
+    fn v6_method_required() {
+        let pkt = packet(0, &[]);
+        let err = parse_head(&pkt, &limits()).unwrap_err();
+        assert!(err.to_string().contains("include uwsgi_params"));
+        let err = parse(&[(b"PATH_INFO", b"/")]).unwrap_err();
+        assert!(err.to_string().contains("include uwsgi_params"));
+        assert_eq!(
+            parse(&[(b"REQUEST_METHOD", b"GE T")]).unwrap_err().status(),
+            400
+        );
+        assert_eq!(
+            parse(&[(b"REQUEST_METHOD", b"")]).unwrap_err().status(),
+            400
+        );
+    }
+
+    #[test]
+    fn e1_kinds() {
+        assert_eq!(Kind::of(b"HTTP_TRANSFER_ENCODING"), Kind::HiddenHttp);
+        assert_eq!(Kind::of(b"HTTP_CONTENT_LENGTH"), Kind::HiddenHttp);
+        assert_eq!(Kind::of(b"HTTP_HOST"), Kind::Http);
+        assert_eq!(Kind::of(b"wsgi.input"), Kind::Reserved);
+        assert_eq!(Kind::of(b"gunicorn.socket"), Kind::Reserved);
+        assert_eq!(Kind::of(b"UWSGI_SCRIPT"), Kind::Other);
+        assert_eq!(Kind::of(b"PATH_INFO"), Kind::Control(Control::PathInfo));
+    }
+}
