@@ -45,7 +45,9 @@ def vars_block(pairs: Iterable[Pair]) -> bytes:
     return bytes(out)
 
 
-def packet(pairs: Iterable[Pair], body: bytes = b"", modifier1: int = 0, modifier2: int = 0) -> bytes:
+def packet(
+    pairs: Iterable[Pair], body: bytes = b"", modifier1: int = 0, modifier2: int = 0
+) -> bytes:
     """A whole uwsgi stream: header, vars block, body."""
     block = vars_block(pairs)
     return struct.pack("<BHB", modifier1, len(block), modifier2) + block + body
@@ -131,7 +133,8 @@ def exchange(
     """Sends ``data`` (one buffer, or segments with ``delay`` between them), returns all the
     bytes the server wrote until it closed."""
     with connect(address, timeout) as s:
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1) if s.family != socket.AF_UNIX else None
+        if s.family != socket.AF_UNIX:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         segments = [data] if isinstance(data, bytes) else list(data)
         for i, seg in enumerate(segments):
             if i and delay:
@@ -272,7 +275,7 @@ class Gunicorn:
             cwd=str(TESTS),
             env=self.env,
             stdin=subprocess.DEVNULL,
-            stdout=open(self.tmp / "gunicorn.stdout", "wb"),  # noqa: SIM115
+            stdout=open(self.tmp / "gunicorn.stdout", "wb"),
             stderr=subprocess.STDOUT,
         )
         if wait:
@@ -444,7 +447,7 @@ http {{
             [self.binary, "-p", str(self.prefix), "-c", str(self.conf)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
-            stderr=open(self.prefix / "logs" / "stderr.log", "wb"),  # noqa: SIM115
+            stderr=open(self.prefix / "logs" / "stderr.log", "wb"),
         )
         ok = wait_until(
             lambda: self.proc.poll() is not None or Gunicorn._connectable(("127.0.0.1", self.port))

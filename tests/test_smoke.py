@@ -10,7 +10,7 @@ def test_vector_through_gunicorn(server):
 
 def test_nginx(server, tmp_path):
     with Nginx(tmp_path, f"unix:{server.unix}") as nginx:
-        status, headers, body = nginx.request("GET", "/hello")
+        status, _headers, body = nginx.request("GET", "/hello")
         assert status == 200
         assert body == b"Hello world\n"
     assert ask(server.unix, request_packet(path="/hello")).status == 200
