@@ -1,0 +1,414 @@
+"""Benchmarks: ours vs gunicorn's own ``--protocol uwsgi`` vs the uWSGI server.
+
+Two parts, printed as one report and written to ``docs/benchmarks.md``:
+
+* in process: parse + environ per request on each captured nginx packet;
+* end to end: nginx (``uwsgi_pass`` + ``uwsgi_params``) in front of each server with one worker,
+  loaded by ``wrk`` on loopback. nginx and wrk are pinned to CPU 0, the server to CPU 1; the
+  figure that matters is the server worker's own CPU time divided by the requests it served.
+  Rounds alternate the servers; medians are reported, with ratios against the uWSGI server.
+
+Run: ``./dev.sh bench`` (or ``.venv/bin/python bench/run.py --help``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import timeit
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from support import Nginx, free_port, vector, wait_until  # noqa: E402
+
+VECTORS = [
+    "nginx-get-browser.bin",
+    "nginx-post-form.bin",
+    "nginx-get-encoded-path.bin",
+    "nginx-post-chunked.bin",
+]
+TICK = os.sysconf("SC_CLK_TCK")
+SERVERS = ("ours", "gunicorn", "uwsgi")
+LABELS = {
+    "ours": "gunicorn_uwsgi.SyncWorker",
+    "gunicorn": "gunicorn --protocol uwsgi (sync)",
+    "uwsgi": "uWSGI server (C)",
+}
+APPS = {"hello": "hello", "environ": "environ_json", "post64k": "post"}
+
+
+# -- in process ------------------------------------------------------------------------------
+
+
+def bench_in_process(number: int) -> list[tuple[str, float, float]]:
+    from gunicorn.config import Config
+    from gunicorn.http import wsgi as gwsgi
+    from gunicorn.uwsgi.parser import UWSGIParser as GParser
+
+    from gunicorn_uwsgi import UWSGIParser
+    from gunicorn_uwsgi import wsgi as owsgi
+
+    cfg = Config()
+    gcfg = Config()
+    gcfg.set("protocol", "uwsgi")
+    peer = ("127.0.0.1", 40000)
+    server = ("127.0.0.1", 8000)
+    rows = []
+    for name in VECTORS:
+        data = vector(name)
+
+        def ours(data=data):
+            req = next(UWSGIParser(cfg, [data], peer))
+            owsgi.create(req, None, peer, server, cfg)
+
+        def theirs(data=data):
+            req = next(GParser(gcfg, [data], peer))
+            gwsgi.create(req, None, peer, server, gcfg)
+
+        o = min(timeit.repeat(ours, number=number, repeat=5)) / number * 1e6
+        t = min(timeit.repeat(theirs, number=number, repeat=5)) / number * 1e6
+        rows.append((name, o, t))
+    return rows
+
+
+# -- end to end ------------------------------------------------------------------------------
+
+
+def children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def pinned(cpu: int, cmd: list[str]) -> list[str]:
+    if shutil.which("taskset") and os.cpu_count() and os.cpu_count() > 1:
+        return ["taskset", "-c", str(cpu), *cmd]
+    return cmd
+
+
+class Server:
+    """One server with one worker on ``address`` (``unix:/path`` or ``127.0.0.1:port``)."""
+
+    def __init__(self, kind: str, app: str, address: str, tmp: Path) -> None:
+        self.kind = kind
+        self.address = address
+        self.tmp = tmp
+        py = sys.executable
+        bindir = Path(py).parent
+        if kind == "uwsgi":
+            sock = address[5:] if address.startswith("unix:") else address
+            self.cmd = [
+                str(bindir / "uwsgi"),
+                "--socket", sock,
+                "--master", "--processes", "1", "--threads", "1",
+                "--chdir", str(ROOT / "bench"), "--wsgi-file", "apps.py", "--callable", app,
+                "--disable-logging", "--need-app", "--die-on-term",
+            ]  # fmt: skip
+        else:
+            cmd = [py, "-m", "gunicorn", f"apps:{app}", "--workers", "1", "--bind", address]
+            cmd += ["--chdir", str(ROOT / "bench"), "--log-level", "warning"]
+            if kind == "ours":
+                cmd += ["--worker-class", "gunicorn_uwsgi.SyncWorker"]
+            else:
+                cmd += ["--protocol", "uwsgi"]
+            if (
+                "--no-control-socket"
+                in subprocess.run(
+                    [py, "-m", "gunicorn", "--help"], capture_output=True, text=True
+                ).stdout
+            ):
+                cmd += ["--no-control-socket"]
+            self.cmd = cmd
+        self.proc = None
+        self.worker = 0
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            pinned(1, self.cmd),
+            stdin=subprocess.DEVNULL,
+            stdout=open(self.tmp / f"{self.kind}.log", "ab"),
+            stderr=subprocess.STDOUT,
+        )
+        master = self.proc.pid
+        if not wait_until(lambda: bool(children(master)), timeout=30):
+            raise RuntimeError(f"{self.kind} did not start: {(self.tmp / f'{self.kind}.log')}")
+        time.sleep(1.0)
+        self.worker = children(master)[0]
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT if self.kind == "uwsgi" else signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+POST_LUA = """
+wrk.method = "POST"
+wrk.body = string.rep("x", 65536)
+wrk.headers["Content-Type"] = "application/octet-stream"
+"""
+
+
+@dataclass
+class Sample:
+    rps: float
+    cpu_us: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    rss_kib: int
+
+
+def _ms(text: str) -> float:
+    m = re.match(r"([\d.]+)(us|ms|s)", text)
+    if not m:
+        return float("nan")
+    value, unit = float(m.group(1)), m.group(2)
+    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+
+def run_wrk(url: str, duration: float, connections: int, script: Path | None) -> dict:
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{int(duration)}s", "--latency", url]
+    if script:
+        cmd[1:1] = ["-s", str(script)]
+    out = subprocess.run(
+        pinned(0, cmd), capture_output=True, text=True, timeout=duration + 60
+    ).stdout
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    errors = 0
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if m:
+        errors += int(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m:
+        errors += sum(int(x) for x in m.groups())
+    lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.M))
+    return {
+        "requests": total,
+        "errors": errors,
+        "p50": _ms(lat.get("50", "nan")),
+        "p99": _ms(lat.get("99", "nan")),
+    }
+
+
+@dataclass
+class Case:
+    app: str
+    transport: str
+    samples: dict[str, list[Sample]] = field(default_factory=dict)
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def run_case(case: Case, servers, rounds, duration, connections, tmp: Path) -> None:
+    script = None
+    if case.app == "post64k":
+        script = tmp / "post.lua"
+        script.write_text(POST_LUA)
+    for r in range(rounds):
+        order = list(servers) if r % 2 == 0 else list(reversed(servers))
+        for kind in order:
+            run_dir = Path(tempfile.mkdtemp(dir=tmp))
+            if case.transport == "unix":
+                address = f"unix:{run_dir}/app.sock"
+            else:
+                address = f"127.0.0.1:{free_port()}"
+            server = Server(kind, APPS[case.app], address, run_dir)
+            nginx = Nginx(run_dir, address)
+            try:
+                server.start()
+                nginx.proc = subprocess.Popen(
+                    pinned(0, [nginx.binary, "-p", str(nginx.prefix), "-c", str(nginx.conf)]),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                wait_until(lambda port=nginx.port: _listening(port), timeout=10)
+                url = f"http://127.0.0.1:{nginx.port}/"
+                run_wrk(url, 1, connections, script)  # warm-up
+                before = cpu_seconds(server.worker)
+                result = run_wrk(url, duration, connections, script)
+                after = cpu_seconds(server.worker)
+                sample = Sample(
+                    rps=result["requests"] / duration,
+                    cpu_us=(after - before) / max(result["requests"], 1) * 1e6,
+                    p50_ms=result["p50"],
+                    p99_ms=result["p99"],
+                    errors=result["errors"],
+                    rss_kib=rss_kib(server.worker),
+                )
+                case.samples.setdefault(kind, []).append(sample)
+                print(
+                    f"  {case.app:8} {case.transport:4} round {r + 1} {kind:8} "
+                    f"{sample.rps:8.0f} req/s {sample.cpu_us:7.1f} us/req "
+                    f"p50 {sample.p50_ms:.2f} ms errors {sample.errors}",
+                    flush=True,
+                )
+            finally:
+                nginx.stop()
+                server.stop()
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def versions() -> dict[str, str]:
+    import gunicorn
+
+    import gunicorn_uwsgi
+
+    out = {"gunicorn": gunicorn.__version__, "gunicorn-uwsgi-rs": gunicorn_uwsgi.__version__}
+    uwsgi = Path(sys.executable).parent / "uwsgi"
+    if uwsgi.exists():
+        out["uWSGI"] = subprocess.run(
+            [str(uwsgi), "--version"], capture_output=True, text=True
+        ).stdout.strip()
+    nginx = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
+    out["nginx"] = nginx.split("/")[-1]
+    wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
+    out["wrk"] = (wrk.stdout or wrk.stderr).split()[1] if (wrk.stdout or wrk.stderr) else "?"
+    out["Python"] = platform.python_version()
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+        ).stdout.strip()
+    except OSError:
+        commit = "?"
+    out["commit"] = commit
+    return out
+
+
+def machine() -> str:
+    model = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} CPUs ({model}), Linux {platform.release()}, {platform.machine()}"
+
+
+def report(in_process, cases: list[Case], args) -> str:
+    lines = ["## In process: parse + environ per request", ""]
+    lines += [
+        "| packet | gunicorn_uwsgi (µs) | gunicorn 27 uwsgi (µs) | speed-up |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, ours, theirs in in_process:
+        lines.append(f"| `{name}` | {ours:.2f} | {theirs:.2f} | {theirs / ours:.1f}x |")
+    lines += ["", "## End to end through nginx", ""]
+    lines += [
+        f"One worker each; wrk `-t1 -c{args.connections} -d{args.duration}s`, "
+        f"{args.rounds} alternating rounds, medians. CPU/req is the worker process's own "
+        "user+system time divided by the requests it served; the ratio column compares it "
+        "with the uWSGI server measured in the same run.",
+        "",
+        "| app | transport | server | req/s | CPU µs/req | ratio vs uWSGI | p50 ms | p99 ms "
+        "| errors | RSS MiB |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for case in cases:
+        base = median([s.cpu_us for s in case.samples.get("uwsgi", [])])
+        for kind in SERVERS:
+            samples = case.samples.get(kind)
+            if not samples:
+                continue
+            cpu = median([s.cpu_us for s in samples])
+            ratio = f"{cpu / base:.2f}" if base == base else "-"
+            lines.append(
+                f"| {case.app} | {case.transport} | {LABELS[kind]} "
+                f"| {median([s.rps for s in samples]):.0f} | {cpu:.1f} | {ratio} "
+                f"| {median([s.p50_ms for s in samples]):.2f} "
+                f"| {median([s.p99_ms for s in samples]):.2f} "
+                f"| {sum(s.errors for s in samples)} "
+                f"| {median([s.rss_kib for s in samples]) / 1024:.1f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=5)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--apps", default="hello,environ,post64k")
+    parser.add_argument("--transports", default="unix,tcp")
+    parser.add_argument("--servers", default=",".join(SERVERS))
+    parser.add_argument("--number", type=int, default=20000, help="in-process iterations")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks-results.md"))
+    args = parser.parse_args()
+    servers = [s for s in args.servers.split(",") if s]
+    if "uwsgi" in servers and not (Path(sys.executable).parent / "uwsgi").exists():
+        print("uWSGI is not installed in this virtualenv (pip install uwsgi): skipping it")
+        servers.remove("uwsgi")
+
+    print("in process: parse + environ", flush=True)
+    in_process = bench_in_process(args.number)
+    for name, o, t in in_process:
+        print(f"  {name:28} ours {o:6.2f} us  gunicorn {t:6.2f} us  ({t / o:.1f}x)")
+
+    cases = [
+        Case(app, transport)
+        for app in args.apps.split(",")
+        for transport in args.transports.split(",")
+        if app and transport
+    ]
+    with tempfile.TemporaryDirectory(prefix="gunicorn-uwsgi-bench-") as tmp:
+        for case in cases:
+            print(f"end to end: {case.app} over {case.transport}", flush=True)
+            run_case(case, servers, args.rounds, args.duration, args.connections, Path(tmp))
+
+    header = ["# Benchmark run", ""]
+    header += [f"- machine: {machine()}"]
+    header += [f"- {k}: {v}" for k, v in versions().items()]
+    header += [f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", ""]
+    text = "\n".join(header) + "\n" + report(in_process, cases, args)
+    print()
+    print(text)
+    Path(args.out).write_text(text)
+    print(f"written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

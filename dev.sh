@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# gunicorn-uwsgi-rs: the two commands.
+#
+#   ./dev.sh run    build into .venv and serve examples/app.py through nginx -> gunicorn ->
+#                   gunicorn_uwsgi.SyncWorker, printing a few responses
+#   ./dev.sh test   install what is missing, build, run cargo test, clippy, fmt, ruff and the
+#                   whole pytest suite (nginx end-to-end tests included)
+#   ./dev.sh bench  the benchmarks (see docs/benchmarks.md)
+set -euo pipefail
+
+cd "$(dirname "$0")"
+ROOT=$(pwd)
+VENV="$ROOT/.venv"
+PY="$VENV/bin/python"
+
+log() { printf '\n==> %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    echo "need root to run: $*" >&2; return 1; fi
+}
+
+apt_updated=
+apt_install() {
+  command -v apt-get >/dev/null || { echo "please install: $*" >&2; return 1; }
+  if [ -z "$apt_updated" ]; then as_root apt-get update -qq; apt_updated=1; fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# System packages: only what is missing is installed.
+ensure_system() {
+  local want=()
+  command -v python3 >/dev/null || want+=(python3)
+  python3 -c 'import ensurepip, venv' 2>/dev/null || want+=(python3-venv)
+  command -v cc >/dev/null || want+=(gcc libc6-dev)
+  command -v cargo >/dev/null || want+=(cargo rustc)
+  [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || want+=(nginx)
+  [ -f /etc/nginx/uwsgi_params ] || want+=(nginx-common)
+  if [ "${1:-}" = bench ]; then
+    command -v wrk >/dev/null || want+=(wrk)
+  fi
+  if [ ${#want[@]} -gt 0 ]; then
+    log "installing ${want[*]}"
+    apt_install "${want[@]}"
+  fi
+  # nginx from Debian is enabled as a service on install; the tests start their own.
+  command -v cargo >/dev/null && { cargo clippy --version >/dev/null 2>&1 && cargo fmt --version >/dev/null 2>&1 \
+    || { command -v rustup >/dev/null && rustup component add clippy rustfmt; } || true; }
+}
+
+ensure_venv() {
+  if [ ! -x "$PY" ]; then
+    log "creating $VENV"
+    python3 -m venv "$VENV"
+  fi
+  log "installing Python build and test dependencies"
+  "$PY" -m pip install -q --disable-pip-version-check "maturin>=1.5,<2" "gunicorn>=23" pytest ruff "$@"
+}
+
+build() {
+  log "building the extension (release) into $VENV"
+  VIRTUAL_ENV="$VENV" PATH="$VENV/bin:$PATH" "$VENV/bin/maturin" develop --release -q
+}
+
+cmd_run() {
+  ensure_system
+  ensure_venv
+  build
+  log "serving examples/app.py: nginx -> uwsgi_pass -> gunicorn (gunicorn_uwsgi.SyncWorker)"
+  "$PY" examples/serve.py
+}
+
+cmd_test() {
+  ensure_system
+  ensure_venv
+  build
+  log "cargo fmt --check"
+  cargo fmt --all -- --check
+  log "cargo clippy -D warnings"
+  cargo clippy --all-targets -- -D warnings
+  log "cargo test"
+  cargo test
+  log "ruff"
+  "$VENV/bin/ruff" check python tests examples bench
+  "$VENV/bin/ruff" format --check python tests examples bench
+  log "pytest"
+  local rc=0
+  "$PY" -m pytest tests "$@" || rc=$?
+  if [ "$rc" = 5 ]; then
+    echo "pytest collected no tests: that is a failure" >&2
+    return 1
+  fi
+  return "$rc"
+}
+
+cmd_bench() {
+  ensure_system bench
+  ensure_venv uwsgi
+  build
+  "$PY" bench/run.py "$@"
+}
+
+case "${1:-}" in
+  run) shift; cmd_run "$@" ;;
+  test) shift; cmd_test "$@" ;;
+  bench) shift; cmd_bench "$@" ;;
+  *) echo "usage: $0 run|test|bench" >&2; exit 2 ;;
+esac
