@@ -609,3 +609,15 @@ def test_access_log_shows_real_client_G4(proxy: Proxy) -> None:
     line = access_log_line(proxy, marker)
     assert line.startswith(OTHER_CLIENT + " "), line
     assert f'"GET /hello?{marker} HTTP/1.1" 200 12' in line
+
+
+def test_file_wrapper_response_exact_R5(proxy: Proxy) -> None:
+    """R5: a wsgi.file_wrapper response (sendfile when there is a real descriptor) arrives
+    exactly, with its Content-Length."""
+    expected = (Path(__file__).parent / "apps" / "echo.py").read_bytes()
+    probe_id = new_id()
+    status, headers, body = proxy.nginx.request("GET", "/file", headers={"X-Probe": probe_id})
+    assert status == 200
+    assert headers["Content-Length"] == str(len(expected))
+    assert body == expected
+    assert probe(proxy, probe_id)["upstream_http_content_length"] == str(len(expected))
