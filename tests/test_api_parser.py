@@ -183,7 +183,7 @@ def test_f2_one_byte_per_segment(name):
 
 
 @pytest.mark.parametrize("name", VECTORS)
-def test_f2_random_segmentations_with_empty_free_segments(name):
+def test_f2_random_segmentations(name):
     data = vector(name)
     want = summary(parse_one([data]))
     rng = random.Random(name)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import logging
+import random
 import socket
 import sys
 import threading
@@ -19,7 +20,7 @@ from gunicorn.http.wsgi import FileWrapper
 from gunicorn_uwsgi import UWSGIParser, errors, wsgi
 from gunicorn_uwsgi.body import Body
 from gunicorn_uwsgi.message import UWSGIRequest
-from support import Reply, nginx_vars, packet, request_packet, vector
+from support import Reply, packet, request_packet, vector
 
 CLIENT = ("127.0.0.1", 5000)  # the socket peer: nginx
 SERVER = ("127.0.0.1", 8000)  # the listening address
@@ -886,7 +887,35 @@ def test_r1_create_pairs_response_with_the_request_socket(wire):
     assert wire.received() == b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n"
 
 
-def test_nginx_vars_builder_sanity():
-    # Guards the other tests: the builder's defaults are what they assume.
-    pairs = dict(nginx_vars())
-    assert pairs["REMOTE_ADDR"] == "203.0.113.9"
+def test_x4_environ_from_any_accepted_packet(monkeypatch):
+    """Every packet the parser accepts (mutations of the vectors) gives an environ of str
+    values without raising (X4, V1, E1)."""
+    monkeypatch.delenv("SCRIPT_NAME", raising=False)
+    rng = random.Random(11)
+    names = [
+        "nginx-get-browser.bin",
+        "nginx-post-form.bin",
+        "nginx-get-encoded-path.bin",
+        "nginx-post-chunked.bin",
+    ]
+    bases = [vector(n) for n in names]
+    cfg = config(uwsgi_allow_ips="*", forwarded_allow_ips="*")
+    accepted = 0
+    for _ in range(1500):
+        data = bytearray(rng.choice(bases))
+        for _ in range(rng.randint(1, 4)):
+            pos = rng.randrange(4, len(data))
+            data[pos] = rng.choice((rng.getrandbits(8), 0x41, 0x5F, 0x2F, 0x80))
+        try:
+            req = next(UWSGIParser(cfg, [bytes(data)], CLIENT))
+        except (errors.UWSGIError, errors.ClientDisconnected):
+            continue
+        accepted += 1
+        _, env = wsgi.create(req, None, CLIENT, SERVER, cfg)
+        for key, value in env.items():
+            if key.isupper() or not key.startswith(("wsgi.", "gunicorn.")):
+                assert type(value) is str, (key, value)
+        assert env["wsgi.url_scheme"] in ("http", "https")
+        assert "HTTP_CONTENT_LENGTH" not in env
+        assert "HTTP_TRANSFER_ENCODING" not in env
+    assert accepted > 100
