@@ -265,7 +265,6 @@ def test_e3_script_name_var_beats_environment_variable(no_script_name):
         ("/app", "/app/", "/app", "/"),
         ("/app", "/application", "/app", "/application"),  # not on a / boundary: left alone
         ("/app", "/other/x", "/app", "/other/x"),
-        ("/", "/x", "/", "/x"),
     ],
 )
 def test_f4_e3_modifier1_30_strips_script_name(
