@@ -164,14 +164,17 @@ class Response:
 
 def _server_fallback(environ: dict[str, Any], server: Any, scheme: str) -> None:
     """SERVER_NAME/SERVER_PORT when nginx did not send them, as gunicorn does for HTTP (E5):
-    the listening address, or on a unix socket the Host header."""
+    the listening address, or on a unix socket the Host header, else the socket path."""
     if isinstance(server, tuple):
         name, port = str(server[0]), str(server[1])
     else:
         host = environ.get("HTTP_HOST", "")
         name, sep, port = host.rpartition(":")
-        if not sep or "]" in port:
-            name, port = host, ("443" if scheme == "https" else "80") if host else ""
+        if not host:
+            name = server.decode() if isinstance(server, bytes) else str(server or "")
+            port = ""
+        elif not sep or "]" in port:
+            name, port = host, "443" if scheme == "https" else "80"
     environ.setdefault("SERVER_NAME", name)
     environ.setdefault("SERVER_PORT", port)
 
