@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import errno
 import socket
+import struct
+import time
 from collections.abc import Iterator
+from typing import Any
 
 from gunicorn_uwsgi.errors import ClientDisconnected, PeerTimeout
 
@@ -17,13 +20,64 @@ _CHUNK = 65536
 _TIMEOUT_ERRNOS = (errno.EAGAIN, errno.EWOULDBLOCK)
 
 
+class WaitBudget:
+    """The seconds a peer may keep the worker waiting for its bytes, the head and the body
+    together (F8): a peer that trickles a byte now and then, never stalling a whole read
+    timeout, is dropped all the same before gunicorn's arbiter would kill the worker.
+
+    Only time spent blocked in ``recv`` counts, not the application's own work."""
+
+    __slots__ = ("left", "timeout")
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.left = timeout
+
+    def recv(self, sock: Any, size: int, what: str, bound: bool = True) -> bytes:
+        """``sock.recv(size)``, blocking at most the seconds left. ``bound=False`` trusts the
+        socket's own receive timeout (the full budget, inherited from the listener), which
+        saves a system call on the first read."""
+        if self.left <= 0:
+            raise PeerTimeout(self.timeout, what)
+        if bound:
+            _set_recv_timeout(sock, self.left)
+        start = time.monotonic()
+        try:
+            return sock.recv(size)
+        except BlockingIOError as e:
+            if e.errno in _TIMEOUT_ERRNOS:
+                raise PeerTimeout(self.timeout, what) from None
+            raise
+        except socket.timeout:
+            raise PeerTimeout(self.timeout, what) from None
+        finally:
+            self.left -= time.monotonic() - start
+
+
+def _set_recv_timeout(sock: Any, seconds: float) -> None:
+    """SO_RCVTIMEO on a blocking socket; sockets in Python's timeout mode keep their own."""
+    if getattr(sock, "gettimeout", None) is None or sock.gettimeout() is not None:
+        return
+    whole = int(seconds)
+    micro = max(int((seconds - whole) * 1_000_000), 0 if whole else 1)  # 0 would mean never
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", whole, micro))
+    except OSError:  # pragma: no cover - not a real socket
+        pass
+
+
 class Body:
     """A file-like reader of exactly ``length`` body bytes."""
 
-    __slots__ = ("_buf", "_expected", "_left", "_pos", "_sock", "_timeout", "overflow")
+    __slots__ = ("_budget", "_buf", "_expected", "_left", "_pos", "_sock", "overflow")
 
     def __init__(
-        self, sock: socket.socket | None, data: bytes, length: int, timeout: float = 0.0
+        self,
+        sock: socket.socket | None,
+        data: bytes,
+        length: int,
+        timeout: float = 0.0,
+        budget: WaitBudget | None = None,
     ) -> None:
         #: Bytes past the body arrived with it (they are never parsed, F5).
         self.overflow = len(data) > length
@@ -34,7 +88,7 @@ class Body:
         self._pos = 0
         self._expected = length
         self._left = length - len(data)
-        self._timeout = timeout
+        self._budget = budget if budget is not None else WaitBudget(timeout or 30.0)
 
     @property
     def complete(self) -> bool:
@@ -45,14 +99,7 @@ class Body:
         """Appends up to ``want`` (at least one) more body bytes to the buffer."""
         if self._left <= 0 or self._sock is None:
             return False
-        try:
-            chunk = self._sock.recv(min(self._left, max(want, _CHUNK)))
-        except BlockingIOError as e:
-            if e.errno in _TIMEOUT_ERRNOS:
-                raise PeerTimeout(self._timeout, "body bytes") from None
-            raise
-        except socket.timeout:
-            raise PeerTimeout(self._timeout, "body bytes") from None
+        chunk = self._budget.recv(self._sock, min(self._left, max(want, _CHUNK)), "body bytes")
         if not chunk:
             raise ClientDisconnected(self._expected - self._left, self._expected)
         self._left -= len(chunk)

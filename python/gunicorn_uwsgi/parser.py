@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import errno
-import socket
-import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from gunicorn_uwsgi import _native
-from gunicorn_uwsgi.body import Body
-from gunicorn_uwsgi.errors import ClientDisconnected, ForbiddenUWSGIRequest, PeerTimeout
+from gunicorn_uwsgi.body import Body, WaitBudget
+from gunicorn_uwsgi.errors import ClientDisconnected, ForbiddenUWSGIRequest
 from gunicorn_uwsgi.message import UWSGIRequest
 from gunicorn_uwsgi.settings import ProtocolSettings, settings_for
 
@@ -18,18 +15,6 @@ from gunicorn_uwsgi.settings import ProtocolSettings, settings_for
 RECV_SIZE = 65536
 
 _parse = _native.parse
-
-
-def _recv(source: Any, size: int, timeout: float) -> bytes:
-    try:
-        return source.recv(size)
-    except BlockingIOError as e:
-        # SO_RCVTIMEO expired on a blocking socket (F8).
-        if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
-            raise PeerTimeout(timeout, "head bytes") from None
-        raise
-    except socket.timeout:
-        raise PeerTimeout(timeout, "head bytes") from None
 
 
 def read_request(
@@ -41,31 +26,29 @@ def read_request(
     ``gunicorn_uwsgi.errors`` protocol error for a refused packet, ``ClientDisconnected`` when
     the peer hangs up mid-head and ``PeerTimeout`` when it stalls (F8).
     """
-    data = _recv(source, RECV_SIZE, settings.timeout)
+    budget = WaitBudget(settings.timeout)
+    data = budget.recv(source, RECV_SIZE, "head bytes", bound=False)
     if not data:
         return None
     head = _parse(data, settings.limits)
     if type(head) is int:
-        head, data = _read_rest(source, data, head, settings)
+        head, data = _read_rest(source, data, head, settings, budget)
     size = head.head_size
-    body = Body(source, data[size:], head.content_length, settings.timeout)
+    body = Body(source, data[size:], head.content_length, settings.timeout, budget)
     return UWSGIRequest(head, body, peer, req_number)
 
 
 def _read_rest(
-    source: Any, data: bytes, need: int, settings: ProtocolSettings
+    source: Any, data: bytes, need: int, settings: ProtocolSettings, budget: WaitBudget
 ) -> tuple[_native.Head, bytes]:
     """The slow path: the head arrived in several segments (F2). Each byte is copied at most a
-    few times whatever the segmentation, and the whole head must arrive within the read
-    timeout."""
-    deadline = time.monotonic() + settings.timeout
+    few times whatever the segmentation, and the peer may keep us waiting for the whole head
+    (and then the body) only as long as the read timeout."""
     chunks = [data]
     have = len(data)
     while True:
         while have < need:
-            if time.monotonic() > deadline:
-                raise PeerTimeout(settings.timeout, "complete head")
-            chunk = _recv(source, max(need - have, RECV_SIZE), settings.timeout)
+            chunk = budget.recv(source, max(need - have, RECV_SIZE), "complete head")
             if not chunk:
                 raise ClientDisconnected(have, need)
             chunks.append(chunk)
