@@ -102,6 +102,9 @@ class Body:
         chunk = self._budget.recv(self._sock, min(self._left, max(want, _CHUNK)), "body bytes")
         if not chunk:
             raise ClientDisconnected(self._expected - self._left, self._expected)
+        if len(chunk) > self._left:  # a source that ignores the size asked for (B1, F5)
+            chunk = chunk[: self._left]
+            self.overflow = True
         self._left -= len(chunk)
         rest = self._buf[self._pos :]
         self._buf = rest + chunk if rest else chunk
