@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -677,3 +678,80 @@ def test_g5_systemd_socket_activation(tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+# -- X1 counters, E7 with TLS -------------------------------------------------------------------
+
+
+def test_x1_protocol_errors_are_counted(tmp_path):
+    """X1: each refused packet is counted (gunicorn's statsd logger gets
+    gunicorn_uwsgi.errors); good requests are not."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as statsd:
+        statsd.bind(("127.0.0.1", 0))
+        statsd.settimeout(0.2)
+        port = statsd.getsockname()[1]
+        with Gunicorn(tmp_path, app=PROBE_APP, args=["--statsd-host", f"127.0.0.1:{port}"]) as g:
+            good_request(g.tcp)
+            for data in (b"GET / HTTP/1.1\r\n\r\n", packet([GET], modifier1=7), b"\0\0\0\0"):
+                talk(g.tcp, data)
+            good_request(g.unix)
+            seen: list[str] = []
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and len(seen) < 3:
+                try:
+                    datagram = statsd.recv(4096).decode()
+                except socket.timeout:
+                    continue
+                seen += [m for m in datagram.splitlines() if m.startswith("gunicorn_uwsgi.errors:")]
+    assert seen == ["gunicorn_uwsgi.errors:1|c|@1.0"] * 3
+
+
+def test_e7_gunicorn_serving_tls_sets_https(tmp_path):
+    """E7: when gunicorn serves TLS itself (--certfile/--keyfile), wsgi.url_scheme is https;
+    UWSGI_SCHEME=http still forces http."""
+    import ssl
+
+    if not shutil.which("openssl"):
+        pytest.skip("no openssl binary to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-days",
+            "1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    args = ["--certfile", str(cert), "--keyfile", str(key)]
+    with Gunicorn(tmp_path, app=PROBE_APP, unix=False, args=args) as g:
+        for extra, scheme in (([], "https"), ([("UWSGI_SCHEME", "http")], "http")):
+            with socket.create_connection(g.tcp, timeout=10) as raw_sock:
+                with context.wrap_socket(raw_sock, server_hostname="localhost") as s:
+                    s.sendall(packet([GET, ("PATH_INFO", "/environ"), *extra]))
+                    out = bytearray()
+                    while True:
+                        try:
+                            chunk = s.recv(65536)
+                        except (ssl.SSLError, ConnectionResetError):
+                            break
+                        if not chunk:
+                            break
+                        out += chunk
+            reply = Reply(bytes(out))
+            assert reply.status == 200, reply
+            assert reply.json()["wsgi.url_scheme"] == scheme
