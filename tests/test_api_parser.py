@@ -232,11 +232,6 @@ def test_f2_b1_trailing_bytes_on_a_socket_never_returned():
         assert b.recv(100) == b"GARBAGE AFTER THE BODY"
 
 
-@pytest.mark.xfail(
-    reason="bug: _IterSource.recv ignores size, so Body takes a whole later segment past "
-    "CONTENT_LENGTH and returns the trailing bytes as body",
-    strict=True,
-)
 @pytest.mark.parametrize("split", ["head|body+junk", "head+part|rest+junk"])
 def test_f2_b1_trailing_bytes_in_a_later_iterable_segment_never_returned(split):
     data = vector("nginx-post-form.bin")
