@@ -6,7 +6,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::allow;
 use crate::environ::{self, Context};
-use crate::exceptions::{invalid_entry, protocol_error, response_error};
+use crate::exceptions::{invalid_entry, protocol_error};
 use crate::framing::{slice, HEADER_SIZE};
 use crate::response;
 use crate::vars::{self, Control, Kind, Progress};
@@ -15,6 +15,12 @@ use crate::vars::{self, Control, Kind, Progress};
 /// `limit_request_field_size`); 0 means unlimited.
 #[pyclass(frozen, module = "gunicorn_uwsgi._native")]
 pub struct Limits(vars::Limits);
+
+impl Limits {
+    pub fn inner(&self) -> vars::Limits {
+        self.0
+    }
+}
 
 #[pymethods]
 impl Limits {
@@ -152,7 +158,7 @@ impl Head {
     }
 
     /// The WSGI environ (E1–E8). `base` is the worker's constant environ, copied.
-    #[pyo3(signature = (base, input, socket, peer_addr, peer_port, script_name, secure_headers, is_ssl))]
+    #[pyo3(signature = (base, input, socket, peer_addr, peer_port, script_name, secure_headers, is_ssl, server=None))]
     #[allow(clippy::too_many_arguments)]
     fn environ<'py>(
         &self,
@@ -165,6 +171,7 @@ impl Head {
         script_name: &str,
         secure_headers: Option<&Bound<'py, PyDict>>,
         is_ssl: bool,
+        server: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let ctx = Context {
             base,
@@ -175,6 +182,7 @@ impl Head {
             script_name,
             secure_headers,
             is_ssl,
+            server,
         };
         environ::build(py, &self.head, &self.block, &ctx)
     }
@@ -200,6 +208,12 @@ pub fn parse<'py>(py: Python<'py>, data: &[u8], limits: &Limits) -> PyResult<Bou
 /// A compiled allow list (A1–A3).
 #[pyclass(frozen, module = "gunicorn_uwsgi._native")]
 pub struct AllowList(allow::AllowList);
+
+impl AllowList {
+    pub fn inner(&self) -> &allow::AllowList {
+        &self.0
+    }
+}
 
 #[pymethods]
 impl AllowList {
@@ -237,30 +251,7 @@ pub fn response_head<'py>(
     headers: &Bound<'py, PyAny>,
     is_head: bool,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let status = status
-        .cast::<PyString>()
-        .map_err(|_| pyo3::exceptions::PyTypeError::new_err(format!("{status:?} is not a string")))?
-        .to_cow()?;
-    let mut pairs: Vec<(String, String)> = Vec::new();
-    for item in headers.try_iter()? {
-        let item = item?;
-        let (name, value): (Bound<'py, PyAny>, Bound<'py, PyAny>) = item.extract()?;
-        let as_str = |o: &Bound<'py, PyAny>| -> PyResult<String> {
-            o.cast::<PyString>()
-                .map_err(|_| {
-                    pyo3::exceptions::PyTypeError::new_err(format!("{o:?} is not a string"))
-                })?
-                .to_cow()
-                .map(|c| c.into_owned())
-        };
-        pairs.push((as_str(&name)?, as_str(&value)?));
-    }
-    let head = response::build_head(
-        &status,
-        pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())),
-        is_head,
-    )
-    .map_err(|e| response_error(py, &e))?;
+    let head = crate::respond::build_head(py, status, headers, is_head)?;
     (
         PyBytes::new(py, &head.bytes),
         head.status,

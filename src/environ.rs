@@ -6,7 +6,7 @@
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyString};
+use pyo3::types::{PyBytes, PyDict, PyString, PyTuple};
 
 use crate::exceptions::configuration_problem;
 use crate::framing::slice;
@@ -80,6 +80,7 @@ interned_keys!(
     "wsgi.url_scheme",
 );
 
+const HTTP_HOST: usize = 16;
 const RAW_URI: usize = 42;
 const WSGI_INPUT: usize = 43;
 const GUNICORN_SOCKET: usize = 44;
@@ -185,6 +186,9 @@ pub struct Context<'a, 'py> {
     pub secure_headers: Option<&'a Bound<'py, PyDict>>,
     /// gunicorn itself serves TLS.
     pub is_ssl: bool,
+    /// The listening address (`(host, port)`, or a unix socket's path): the fallback for
+    /// `SERVER_NAME`/`SERVER_PORT` (E5).
+    pub server: Option<&'a Bound<'py, PyAny>>,
 }
 
 fn is_true_flag(v: &[u8]) -> bool {
@@ -229,6 +233,67 @@ fn url_scheme(
         return Ok("https");
     }
     Ok("http")
+}
+
+/// `SERVER_NAME`/`SERVER_PORT` when nginx did not send them, as gunicorn does for HTTP (E5):
+/// the listening address; on a unix socket the Host header (port 80 or 443 when it has none),
+/// else the socket path.
+fn server_fallback(
+    py: Python<'_>,
+    env: &Bound<'_, PyDict>,
+    server: Option<&Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    let name_key = known_key(py, control_key(Control::ServerName));
+    let port_key = known_key(py, control_key(Control::ServerPort));
+    let (name, port): (Bound<'_, PyAny>, Bound<'_, PyAny>) =
+        match server.map(|s| s.cast::<PyTuple>()) {
+            Some(Ok(addr)) => (
+                addr.get_item(0)?.str()?.into_any(),
+                addr.get_item(1)?.str()?.into_any(),
+            ),
+            _ => {
+                let host: String = match env.get_item(known_key(py, HTTP_HOST))? {
+                    Some(h) => h.extract()?,
+                    None => String::new(),
+                };
+                if host.is_empty() {
+                    let path = match server {
+                        Some(s) if s.cast::<PyBytes>().is_ok() => {
+                            s.call_method1("decode", ("latin-1",))?
+                        }
+                        Some(s) if !s.is_none() => s.str()?.into_any(),
+                        _ => PyString::intern(py, "").into_any(),
+                    };
+                    (path, PyString::intern(py, "").into_any())
+                } else {
+                    let scheme: String = match env.get_item(known_key(py, URL_SCHEME))? {
+                        Some(s) => s.extract()?,
+                        None => String::new(),
+                    };
+                    match host
+                        .rsplit_once(':')
+                        .filter(|(_, port)| !port.contains(']'))
+                    {
+                        Some((name, port)) => (
+                            PyString::new(py, name).into_any(),
+                            PyString::new(py, port).into_any(),
+                        ),
+                        None => (
+                            PyString::new(py, &host).into_any(),
+                            PyString::intern(py, if scheme == "https" { "443" } else { "80" })
+                                .into_any(),
+                        ),
+                    }
+                }
+            }
+        };
+    if env.get_item(&name_key)?.is_none() {
+        env.set_item(name_key, name)?;
+    }
+    if env.get_item(&port_key)?.is_none() {
+        env.set_item(port_key, port)?;
+    }
+    Ok(())
 }
 
 /// Builds the environ for one request (E1–E8).
@@ -344,6 +409,9 @@ pub fn build<'py>(
         known_key(py, URL_SCHEME),
         PyString::intern(py, url_scheme(head, block, &env, ctx)?),
     )?;
+    if !head.has(Control::ServerName) || !head.has(Control::ServerPort) {
+        server_fallback(py, &env, ctx.server)?;
+    }
     env.set_item(known_key(py, WSGI_INPUT), ctx.input)?;
     env.set_item(known_key(py, GUNICORN_SOCKET), ctx.socket)?;
     Ok(env)
@@ -356,6 +424,7 @@ mod tests {
     #[test]
     fn key_table_indices() {
         assert_eq!(key_index(b"RAW_URI"), Some(RAW_URI));
+        assert_eq!(key_index(b"HTTP_HOST"), Some(HTTP_HOST));
         assert_eq!(key_index(b"wsgi.input"), Some(WSGI_INPUT));
         assert_eq!(key_index(b"gunicorn.socket"), Some(GUNICORN_SOCKET));
         assert_eq!(key_index(b"wsgi.url_scheme"), Some(URL_SCHEME));

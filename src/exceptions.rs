@@ -64,3 +64,16 @@ pub fn configuration_problem(py: Python<'_>, message: String) -> PyErr {
 pub fn invalid_entry(err: &InvalidEntry) -> PyErr {
     PyValueError::new_err(err.to_string())
 }
+
+/// An I/O error as Python's `OSError(errno, strerror)`, which picks the matching subclass
+/// (`BrokenPipeError`, `ConnectionResetError`, `BlockingIOError`, …) so `errno` checks work.
+#[cold]
+pub fn os_error(err: &std::io::Error) -> PyErr {
+    let errno = err.raw_os_error().unwrap_or(match err.kind() {
+        std::io::ErrorKind::WouldBlock => 11,
+        std::io::ErrorKind::BrokenPipe => 32,
+        std::io::ErrorKind::ConnectionReset => 104,
+        _ => 5,
+    });
+    pyo3::exceptions::PyOSError::new_err((errno, err.to_string()))
+}

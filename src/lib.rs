@@ -5,11 +5,16 @@
 
 pub mod allow;
 pub mod bindings;
+pub mod connection;
 pub mod environ;
 pub mod errors;
 pub mod exceptions;
 pub mod framing;
+pub mod input;
+pub mod io;
+pub mod respond;
 pub mod response;
+pub mod server;
 pub mod vars;
 
 use pyo3::prelude::*;
@@ -18,6 +23,14 @@ use pyo3::prelude::*;
 mod _native {
     #[pymodule_export]
     use crate::bindings::{error_response, parse, response_head, AllowList, Head, Limits};
+    #[pymodule_export]
+    use crate::connection::Connection;
+    #[pymodule_export]
+    use crate::input::BytesInput;
+    #[pymodule_export]
+    use crate::respond::{write_result, Response};
+    #[pymodule_export]
+    use crate::server::FastServer;
 
     #[pymodule_init]
     fn init(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {

@@ -179,6 +179,37 @@ impl Hasher for FxHasher {
 
 type FxMap<'a> = HashMap<&'a [u8], u16, BuildHasherDefault<FxHasher>>;
 
+/// Names seen so far and where: a short list scanned linearly (the usual 15–40 vars need no
+/// allocation), a hash map once it grows, so a hostile 1000-var block stays linear in cost.
+#[derive(Default)]
+struct Seen<'a> {
+    small: SmallVec<[(&'a [u8], u16); 32]>,
+    map: Option<FxMap<'a>>,
+}
+
+impl<'a> Seen<'a> {
+    fn get(&self, key: &[u8]) -> Option<u16> {
+        match &self.map {
+            Some(map) => map.get(key).copied(),
+            None => self.small.iter().find(|(k, _)| *k == key).map(|(_, i)| *i),
+        }
+    }
+
+    fn insert(&mut self, key: &'a [u8], idx: u16) {
+        if let Some(map) = &mut self.map {
+            map.insert(key, idx);
+        } else if let Some(entry) = self.small.iter_mut().find(|(k, _)| *k == key) {
+            entry.1 = idx;
+        } else if self.small.len() < self.small.inline_size() {
+            self.small.push((key, idx));
+        } else {
+            let mut map: FxMap = self.small.drain(..).collect();
+            map.insert(key, idx);
+            self.map = Some(map);
+        }
+    }
+}
+
 fn is_key_byte(b: u8) -> bool {
     (0x21..=0x7e).contains(&b)
 }
@@ -256,7 +287,7 @@ pub fn parse_vars(header: Header, block: &[u8], limits: &Limits) -> Result<Head,
     let mut vars: SmallVec<[Var; 32]> = SmallVec::new();
     let mut control = [NONE; CONTROL_COUNT];
     // First and last index of each name seen that is not a control var.
-    let mut seen: FxMap = FxMap::default();
+    let mut seen = Seen::default();
     let mut last_of_chain: SmallVec<[(u16, u16); 4]> = SmallVec::new();
     let mut header_count = 0usize;
 
@@ -312,7 +343,7 @@ pub fn parse_vars(header: Header, block: &[u8], limits: &Limits) -> Result<Head,
                         )));
                     }
                 }
-                if let Some(&first) = seen.get(key) {
+                if let Some(first) = seen.get(key) {
                     if kind.is_header() {
                         // Joined into the first occurrence, in order (V3).
                         var.shadowed = true;
@@ -524,6 +555,22 @@ mod tests {
             let err = parse(&[GET, (c, b"1"), (c, b"1")]).unwrap_err();
             assert_eq!(err.status(), 400, "{c:?}");
         }
+    }
+
+    #[test]
+    fn v3_repeats_past_the_inline_list() {
+        let names: Vec<Vec<u8>> = (0..40).map(|i| format!("HTTP_X{i}").into_bytes()).collect();
+        let mut pairs: Vec<(&[u8], &[u8])> = vec![GET];
+        pairs.extend(names.iter().map(|n| (n.as_slice(), &b"a"[..])));
+        pairs.push((b"HTTP_X0", b"b"));
+        pairs.push((b"HTTP_X39", b"c"));
+        pairs.push((b"OTHER", b"1"));
+        pairs.push((b"OTHER", b"2"));
+        let h = get(&pairs);
+        assert_eq!(h.vars[1].next_repeat, 41);
+        assert_eq!(h.vars[40].next_repeat, 42);
+        assert!(h.vars[41].shadowed && h.vars[42].shadowed);
+        assert!(h.vars[43].shadowed && !h.vars[44].shadowed);
     }
 
     #[test]

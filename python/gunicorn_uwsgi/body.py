@@ -69,7 +69,7 @@ def _set_recv_timeout(sock: Any, seconds: float) -> None:
 class Body:
     """A file-like reader of exactly ``length`` body bytes."""
 
-    __slots__ = ("_budget", "_buf", "_expected", "_left", "_pos", "_sock", "overflow")
+    __slots__ = ("_budget", "_buf", "_expected", "_left", "_pos", "_sock", "_timeout", "overflow")
 
     def __init__(
         self,
@@ -88,7 +88,8 @@ class Body:
         self._pos = 0
         self._expected = length
         self._left = length - len(data)
-        self._budget = budget if budget is not None else WaitBudget(timeout or 30.0)
+        self._timeout = timeout
+        self._budget = budget
 
     @property
     def complete(self) -> bool:
@@ -99,6 +100,8 @@ class Body:
         """Appends up to ``want`` (at least one) more body bytes to the buffer."""
         if self._left <= 0 or self._sock is None:
             return False
+        if self._budget is None:
+            self._budget = WaitBudget(self._timeout or 30.0)
         chunk = self._budget.recv(self._sock, min(self._left, max(want, _CHUNK)), "body bytes")
         if not chunk:
             raise ClientDisconnected(self._expected - self._left, self._expected)

@@ -89,6 +89,14 @@ def app(environ, start_response):
 
         start_response("200 OK", [])
         return gen()
+    if path == "/socket":
+        sock = environ["gunicorn.socket"]
+        peer = sock.getpeername()
+        body = json.dumps(
+            {"fileno": sock.fileno(), "peer": peer or "", "type": type(sock).__name__}
+        ).encode()
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [body]
     if path == "/bytes":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return b"bare bytes"

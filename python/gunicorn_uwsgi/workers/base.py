@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from gunicorn_uwsgi import _native
+from gunicorn_uwsgi._native import write_result
 from gunicorn_uwsgi.errors import ClientDisconnected, PeerTimeout, UWSGIError
 from gunicorn_uwsgi.message import UWSGIRequest
 from gunicorn_uwsgi.settings import DEFAULT_ALLOW_IPS, ProtocolSettings, _as_list, _setting
@@ -84,6 +85,9 @@ class UWSGIWorkerMixin:
         #: Protocol errors answered, by status (X1).
         self.uwsgi_errors: Counter[int] = Counter()
         self._socknames: dict[Any, Any] = {}
+        self._notified = float("-inf")
+        # The arbiter kills a worker silent for `timeout` seconds; beat well within it.
+        self._notify_interval = min(1.0, (self.cfg.timeout or 30) / 4)
         super().init_process()  # type: ignore[misc]
 
     def set_socket_timeouts(self) -> None:
@@ -162,6 +166,22 @@ class UWSGIWorkerMixin:
 
     # -- the request ---------------------------------------------------------------------
 
+    def count_request(self, n: int = 1) -> None:
+        """``max_requests``: the worker stops after this many requests (G2)."""
+        self.nr += n
+        if self.nr >= self.max_requests:
+            self.log.info("Autorestarting worker after current request.")
+            self.alive = False
+
+    def notify(self) -> None:
+        """Tells the arbiter the worker is alive, at most every ``notify_interval`` seconds:
+        gunicorn's loop calls this once per accepted connection, and the heartbeat is a system
+        call (G2)."""
+        now = time.monotonic()
+        if now - self._notified >= self._notify_interval:
+            self._notified = now
+            super().notify()  # type: ignore[misc]
+
     def serve(self, listener: Any, req: UWSGIRequest, client: Any, addr: Any) -> Any:
         """Runs the application for one request and writes its response (R, G3, G4).
 
@@ -173,20 +193,10 @@ class UWSGIWorkerMixin:
             request_start = datetime.now()
             environ = make_environ(req, client, addr, self.sockname(listener), self.uwsgi)
             resp = Response(req, client, self.cfg, self.uwsgi.sendfile)
-            self.nr += 1
-            if self.nr >= self.max_requests:
-                self.log.info("Autorestarting worker after current request.")
-                self.alive = False
+            self.count_request()
             respiter = self.wsgi(environ, resp.start_response)
             try:
-                if type(respiter) is bytes:
-                    resp.write(respiter)
-                elif isinstance(respiter, environ["wsgi.file_wrapper"]):
-                    resp.write_file(respiter)
-                else:
-                    for item in respiter:
-                        resp.write(item)
-                resp.close()
+                write_result(resp, respiter, environ["wsgi.file_wrapper"])
             finally:
                 self.log.access(resp, req, environ, datetime.now() - request_start)
                 close = getattr(respiter, "close", None)

@@ -1,0 +1,90 @@
+//! `gunicorn.socket` on the fast path: the connection's descriptor, with a real `socket.socket`
+//! made only if the application asks for one.
+//!
+//! Creating a Python socket object costs a system call and several Python-level calls per
+//! request; almost no application touches `gunicorn.socket`. `fileno()` answers directly; any
+//! other attribute builds the `socket.socket` over the same descriptor and forwards to it.
+
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::sync::Mutex;
+
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+
+const SOCK_STREAM: i32 = 1;
+
+/// The connection of one request.
+#[pyclass(frozen, module = "gunicorn_uwsgi._native")]
+pub struct Connection {
+    /// The descriptor while Rust owns it; `None` once a Python socket took it or it was closed.
+    fd: Mutex<Option<OwnedFd>>,
+    raw: RawFd,
+    family: i32,
+    socket_class: Py<PyAny>,
+    socket: PyOnceLock<Py<PyAny>>,
+}
+
+impl Connection {
+    pub fn new(fd: OwnedFd, family: i32, socket_class: Py<PyAny>) -> Self {
+        let raw = fd.as_raw_fd();
+        Self {
+            fd: Mutex::new(Some(fd)),
+            raw,
+            family,
+            socket_class,
+            socket: PyOnceLock::new(),
+        }
+    }
+
+    /// The descriptor number, valid until [`close`](Self::close).
+    pub fn raw_fd(&self) -> RawFd {
+        self.raw
+    }
+
+    /// The `socket.socket` over this connection, made on first use; it owns the descriptor.
+    fn socket<'py>(&self, py: Python<'py>) -> PyResult<&Bound<'py, PyAny>> {
+        self.socket
+            .get_or_try_init(py, || {
+                let fd = self
+                    .fd
+                    .lock()
+                    .map_err(|_| pyo3::exceptions::PyRuntimeError::new_err("connection lock"))?
+                    .take()
+                    .ok_or_else(|| {
+                        pyo3::exceptions::PyOSError::new_err((9, "connection closed"))
+                    })?;
+                let raw = fd.into_raw_fd();
+                self.socket_class
+                    .bind(py)
+                    .call1((self.family, SOCK_STREAM, 0, raw))
+                    .map(Bound::unbind)
+            })
+            .map(|s| s.bind(py))
+    }
+
+    /// Closes the connection: through the Python socket if one was made, else directly.
+    pub fn close(&self, py: Python<'_>) -> PyResult<()> {
+        if let Some(sock) = self.socket.get(py) {
+            sock.bind(py).call_method0("close")?;
+        }
+        if let Ok(mut fd) = self.fd.lock() {
+            drop(fd.take());
+        }
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl Connection {
+    fn fileno(&self) -> RawFd {
+        self.raw
+    }
+
+    fn __getattr__<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+        self.socket(py)?.getattr(name)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<gunicorn_uwsgi connection fd={}>", self.raw)
+    }
+}

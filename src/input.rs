@@ -1,0 +1,111 @@
+//! `wsgi.input` for a body that arrived whole with the head (B1, B2): a file-like reader over
+//! bytes already in memory. Bodies still on the wire use the Python `Body`, which reads the
+//! socket lazily.
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList};
+
+/// Exactly `CONTENT_LENGTH` bytes, then `b''`.
+#[pyclass(module = "gunicorn_uwsgi._native")]
+pub struct BytesInput {
+    data: Vec<u8>,
+    pos: usize,
+}
+
+impl BytesInput {
+    pub fn new(data: Vec<u8>) -> Self {
+        Self { data, pos: 0 }
+    }
+
+    fn rest(&self) -> &[u8] {
+        self.data.get(self.pos..).unwrap_or_default()
+    }
+
+    fn take<'py>(&mut self, py: Python<'py>, n: usize) -> Bound<'py, PyBytes> {
+        let rest = self.rest();
+        let n = n.min(rest.len());
+        let out = PyBytes::new(py, rest.get(..n).unwrap_or_default());
+        self.pos += n;
+        out
+    }
+
+    fn line_len(&self, limit: Option<usize>) -> usize {
+        let rest = self.rest();
+        let window = limit.map_or(rest, |l| rest.get(..l.min(rest.len())).unwrap_or(rest));
+        window
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(window.len(), |i| i + 1)
+    }
+}
+
+fn limit(size: Option<isize>) -> Option<usize> {
+    size.and_then(|s| usize::try_from(s).ok())
+}
+
+#[pymethods]
+impl BytesInput {
+    #[new]
+    fn py_new(data: &[u8]) -> Self {
+        Self::new(data.to_vec())
+    }
+
+    /// Reads `size` bytes, or all that is left when `size` is None or negative.
+    #[pyo3(signature = (size=None))]
+    fn read<'py>(&mut self, py: Python<'py>, size: Option<isize>) -> Bound<'py, PyBytes> {
+        let n = limit(size).unwrap_or(usize::MAX);
+        self.take(py, n)
+    }
+
+    /// Reads up to and including the next `\n`, at most `size` bytes.
+    #[pyo3(signature = (size=None))]
+    fn readline<'py>(&mut self, py: Python<'py>, size: Option<isize>) -> Bound<'py, PyBytes> {
+        let n = self.line_len(limit(size));
+        self.take(py, n)
+    }
+
+    /// Reads lines until the end, or until `hint` bytes have been read.
+    #[pyo3(signature = (hint=None))]
+    fn readlines<'py>(
+        &mut self,
+        py: Python<'py>,
+        hint: Option<isize>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let hint = limit(hint).filter(|&h| h > 0);
+        let out = PyList::empty(py);
+        let mut total = 0usize;
+        while !self.rest().is_empty() {
+            let n = self.line_len(None);
+            out.append(self.take(py, n))?;
+            total += n;
+            if hint.is_some_and(|h| total >= h) {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&mut self, py: Python<'py>) -> Option<Bound<'py, PyBytes>> {
+        if self.rest().is_empty() {
+            return None;
+        }
+        let n = self.line_len(None);
+        Some(self.take(py, n))
+    }
+
+    /// Every body byte has been taken off the connection.
+    #[getter]
+    fn complete(&self) -> bool {
+        true
+    }
+
+    /// No bytes followed the body.
+    #[getter]
+    fn overflow(&self) -> bool {
+        false
+    }
+}

@@ -1,0 +1,440 @@
+//! The response writer handed to WSGI applications (R1–R7): `start_response`, `write`,
+//! `wsgi.file_wrapper` over `sendfile(2)`, and the end-of-response checks.
+//!
+//! It writes straight to the connection's descriptor when it has one (a plain blocking socket),
+//! else through the Python socket's `sendall` (TLS, or a socket with a Python-level timeout).
+//! Blocking sends release the GIL.
+
+use std::os::fd::RawFd;
+
+use pyo3::exceptions::{PyAssertionError, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyByteArray, PyBytes, PyMemoryView, PyString, PyTuple};
+
+use crate::exceptions::{os_error, response_error};
+use crate::io;
+use crate::response::{self, ResponseHead};
+
+/// Bodies up to this size leave in the same write as the head (R5).
+pub const SMALL_BODY: usize = 65536;
+
+static LOGGER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+#[cold]
+fn warn(py: Python<'_>, message: String) {
+    let logger = LOGGER.get_or_try_init(py, || {
+        py.import("logging")?
+            .call_method1("getLogger", ("gunicorn.error",))
+            .map(Bound::unbind)
+    });
+    if let Ok(logger) = logger {
+        let _ = logger.bind(py).call_method1("warning", (message,));
+    }
+}
+
+fn as_str(o: &Bound<'_, PyAny>) -> PyResult<String> {
+    o.cast::<PyString>()
+        .map_err(|_| PyTypeError::new_err(format!("{o:?} is not a string")))?
+        .to_cow()
+        .map(|c| c.into_owned())
+}
+
+/// Validates a status and an iterable of `(name, value)` pairs into a serialised head (R1–R4).
+pub fn build_head(
+    py: Python<'_>,
+    status: &Bound<'_, PyAny>,
+    headers: &Bound<'_, PyAny>,
+    is_head: bool,
+) -> PyResult<ResponseHead> {
+    let status = as_str(status)?;
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for item in headers.try_iter()? {
+        let item = item?;
+        let (name, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract()?;
+        pairs.push((as_str(&name)?, as_str(&value)?));
+    }
+    response::build_head(
+        &status,
+        pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+        is_head,
+    )
+    .map_err(|e| response_error(py, &e))
+}
+
+/// Writes one response on one connection.
+#[pyclass(module = "gunicorn_uwsgi._native")]
+pub struct Response {
+    #[pyo3(get)]
+    req: Py<PyAny>,
+    #[pyo3(get)]
+    sock: Py<PyAny>,
+    /// The socket's descriptor when bytes can go to it directly, else -1.
+    fd: RawFd,
+    is_head: bool,
+    use_sendfile: bool,
+    /// The status as the application gave it (set by the server for its own error answers).
+    #[pyo3(get, set)]
+    status: Option<Py<PyAny>>,
+    #[pyo3(get)]
+    status_code: Option<u16>,
+    headers: Option<Py<PyAny>>,
+    head: Option<Vec<u8>>,
+    #[pyo3(get)]
+    response_length: Option<u64>,
+    no_body: bool,
+    #[pyo3(get)]
+    headers_sent: bool,
+    #[pyo3(get, set)]
+    sent: u64,
+    warned_no_body: bool,
+}
+
+impl Response {
+    /// A writer for `sock`; `fd` is its descriptor when direct writes are safe, else -1.
+    pub fn with_fd(
+        req: Py<PyAny>,
+        sock: Py<PyAny>,
+        fd: RawFd,
+        is_head: bool,
+        use_sendfile: bool,
+    ) -> Self {
+        Self {
+            req,
+            sock,
+            fd,
+            is_head,
+            use_sendfile,
+            status: None,
+            status_code: None,
+            headers: None,
+            head: None,
+            response_length: None,
+            no_body: false,
+            headers_sent: false,
+            sent: 0,
+            warned_no_body: false,
+        }
+    }
+
+    /// Whether the head has been written.
+    pub fn headers_sent(&self) -> bool {
+        self.headers_sent
+    }
+
+    fn send(&self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
+        match io::borrow(self.fd) {
+            Some(fd) => {
+                let done = io::send_ready(fd, data).map_err(|e| os_error(&e))?;
+                if let Some(rest) = data.get(done..).filter(|r| !r.is_empty()) {
+                    py.detach(|| io::send_all(fd, rest))
+                        .map_err(|e| os_error(&e))?;
+                }
+                Ok(())
+            }
+            None => {
+                self.sock
+                    .bind(py)
+                    .call_method1("sendall", (PyBytes::new(py, data),))?;
+                Ok(())
+            }
+        }
+    }
+
+    fn warn_no_body(&mut self, py: Python<'_>) {
+        if !self.warned_no_body {
+            self.warned_no_body = true;
+            warn(
+                py,
+                format!(
+                    "WSGI app sent body bytes on a response without a body (status {}); dropped.",
+                    self.status_code.unwrap_or(0)
+                ),
+            );
+        }
+    }
+
+    /// Body bytes from the application (R3, R4, R5).
+    pub fn write_bytes(&mut self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
+        let Some(head) = self.head.as_ref() else {
+            return Err(PyAssertionError::new_err("write() before start_response()"));
+        };
+        if data.is_empty() {
+            return Ok(());
+        }
+        if self.no_body {
+            self.warn_no_body(py);
+            return Ok(());
+        }
+        let mut data = data;
+        if let Some(limit) = self.response_length {
+            let left = limit.saturating_sub(self.sent);
+            if left == 0 {
+                return Ok(());
+            }
+            if (data.len() as u64) > left {
+                data = data.get(..left as usize).unwrap_or(data);
+            }
+        }
+        if !self.headers_sent {
+            self.headers_sent = true;
+            if data.len() <= SMALL_BODY {
+                let mut out = Vec::with_capacity(head.len() + data.len());
+                out.extend_from_slice(head);
+                out.extend_from_slice(data);
+                self.send(py, &out)?;
+            } else {
+                let head = head.clone();
+                self.send(py, &head)?;
+                self.send(py, data)?;
+            }
+        } else {
+            self.send(py, data)?;
+        }
+        self.sent += data.len() as u64;
+        Ok(())
+    }
+
+    fn flush_head(&mut self, py: Python<'_>) -> PyResult<()> {
+        if self.headers_sent {
+            return Ok(());
+        }
+        let Some(head) = self.head.clone() else {
+            return Err(PyAssertionError::new_err(
+                "the application returned without calling start_response()",
+            ));
+        };
+        self.headers_sent = true;
+        self.send(py, &head)
+    }
+
+    /// `sendfile(2)` for a file wrapper over a real file; `false` when it cannot be used.
+    fn send_file(&mut self, py: Python<'_>, respiter: &Bound<'_, PyAny>) -> PyResult<bool> {
+        if !self.use_sendfile || self.head.is_none() {
+            return Ok(false);
+        }
+        let Ok(filelike) = respiter.getattr("filelike") else {
+            return Ok(false);
+        };
+        let Ok(fileno) = filelike
+            .call_method0("fileno")
+            .and_then(|f| f.extract::<RawFd>())
+        else {
+            return Ok(false);
+        };
+        let Some(file) = io::borrow(fileno) else {
+            return Ok(false);
+        };
+        let Ok(offset) = rustix::fs::seek(file, rustix::fs::SeekFrom::Current(0)) else {
+            return Ok(false);
+        };
+        let Ok(stat) = rustix::fs::fstat(file) else {
+            return Ok(false);
+        };
+        let mut size = (stat.st_size.max(0) as u64).saturating_sub(offset);
+        self.flush_head(py)?;
+        if self.no_body {
+            if size > 0 {
+                self.warn_no_body(py);
+            }
+            return Ok(true);
+        }
+        if let Some(limit) = self.response_length {
+            size = size.min(limit.saturating_sub(self.sent));
+        }
+        if size == 0 {
+            return Ok(true);
+        }
+        let sent = match io::borrow(self.fd) {
+            Some(out) => py
+                .detach(|| io::send_file(out, file, offset, size))
+                .map_err(|e| os_error(&e))?,
+            // A wrapped socket: its own sendfile (which falls back to send for TLS).
+            None => self
+                .sock
+                .bind(py)
+                .call_method1("sendfile", (&filelike, offset, size))?
+                .extract::<u64>()?,
+        };
+        self.sent += sent;
+        Ok(true)
+    }
+}
+
+#[pymethods]
+impl Response {
+    #[new]
+    #[pyo3(signature = (req, sock, cfg=None, sendfile=true))]
+    fn new(
+        py: Python<'_>,
+        req: Bound<'_, PyAny>,
+        sock: Bound<'_, PyAny>,
+        cfg: Option<Bound<'_, PyAny>>,
+        sendfile: bool,
+    ) -> PyResult<Self> {
+        let _ = cfg;
+        let is_head = req
+            .getattr("method")
+            .and_then(|m| m.extract::<String>())
+            .is_ok_and(|m| m == "HEAD");
+        let fd = direct_fd(py, &sock)?;
+        Ok(Self::with_fd(
+            req.unbind(),
+            sock.unbind(),
+            fd,
+            is_head,
+            sendfile,
+        ))
+    }
+
+    /// PEP 3333 `start_response`, validating the status and headers at once (R1, R7).
+    #[pyo3(signature = (status, headers, exc_info=None))]
+    fn start_response<'py>(
+        mut slf: PyRefMut<'py, Self>,
+        status: &Bound<'py, PyAny>,
+        headers: &Bound<'py, PyAny>,
+        exc_info: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        match exc_info {
+            Some(info) if info.is_truthy()? => {
+                if slf.headers_sent {
+                    return Err(PyErr::from_value(info.get_item(1)?));
+                }
+            }
+            _ => {
+                if slf.status.is_some() {
+                    return Err(PyAssertionError::new_err("Response headers already set!"));
+                }
+            }
+        }
+        let head = build_head(py, status, headers, slf.is_head)?;
+        slf.status = Some(status.clone().unbind());
+        slf.status_code = Some(head.status);
+        slf.headers = Some(headers.clone().unbind());
+        slf.response_length = head.content_length;
+        slf.no_body = head.no_body;
+        slf.head = Some(head.bytes);
+        let this = slf.into_pyobject(py)?;
+        this.getattr("write")
+    }
+
+    /// Writes body bytes; the head goes out with the first non-empty chunk (R5).
+    fn write(&mut self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        if let Ok(bytes) = data.cast::<PyBytes>() {
+            return self.write_bytes(py, bytes.as_bytes());
+        }
+        if let Ok(array) = data.cast::<PyByteArray>() {
+            return self.write_bytes(py, &array.to_vec());
+        }
+        if let Ok(view) = data.cast::<PyMemoryView>() {
+            let bytes = view.call_method0("tobytes")?;
+            return self.write_bytes(py, bytes.cast::<PyBytes>()?.as_bytes());
+        }
+        Err(PyTypeError::new_err(format!(
+            "{data:?} is not a byte string"
+        )))
+    }
+
+    fn send_headers(&mut self, py: Python<'_>) -> PyResult<()> {
+        if self.head.is_some() {
+            self.flush_head(py)?;
+        }
+        Ok(())
+    }
+
+    /// `wsgi.file_wrapper`: `sendfile(2)` when the object has a real descriptor (R5).
+    fn write_file(&mut self, py: Python<'_>, respiter: &Bound<'_, PyAny>) -> PyResult<()> {
+        if self.send_file(py, respiter)? {
+            return Ok(());
+        }
+        for item in respiter.try_iter()? {
+            self.write(py, &item?)?;
+        }
+        Ok(())
+    }
+
+    /// Ends the response: the head if nothing was written, the length check (R3).
+    fn close(&mut self, py: Python<'_>) -> PyResult<()> {
+        self.flush_head(py)?;
+        if let Some(limit) = self.response_length {
+            if !self.no_body && self.sent < limit {
+                warn(
+                    py,
+                    format!(
+                        "WSGI app declared Content-Length {limit} but sent {} bytes; closing the connection.",
+                        self.sent
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    #[getter]
+    fn headers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        match &self.headers {
+            Some(h) => Ok(h.bind(py).clone()),
+            None => Ok(pyo3::types::PyList::empty(py).into_any()),
+        }
+    }
+
+    #[getter]
+    fn chunked(&self) -> bool {
+        false
+    }
+
+    #[getter]
+    fn must_close(&self) -> bool {
+        true
+    }
+
+    fn should_close(&self) -> bool {
+        true
+    }
+
+    fn force_close(&self) {}
+}
+
+/// The descriptor of `sock` when bytes may be written to it directly: a plain, blocking
+/// `socket.socket` (no TLS wrapper, no Python-level timeout). Else -1.
+pub fn direct_fd(py: Python<'_>, sock: &Bound<'_, PyAny>) -> PyResult<RawFd> {
+    static SOCKET_TYPE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let socket_type = SOCKET_TYPE.get_or_try_init(py, || {
+        py.import("socket")?.getattr("socket").map(Bound::unbind)
+    })?;
+    if !sock.get_type().is(socket_type.bind(py)) {
+        return Ok(-1);
+    }
+    if !sock.call_method0("gettimeout")?.is_none() {
+        return Ok(-1);
+    }
+    sock.call_method0("fileno")?.extract()
+}
+
+/// Writes an application's result through `resp` (R7): a bare `bytes` as one chunk, a
+/// `file_wrapper` instance with `sendfile`, anything else iterated; then ends the response.
+/// The caller calls the result's `close()`.
+#[pyfunction]
+pub fn write_result(
+    py: Python<'_>,
+    resp: &Bound<'_, Response>,
+    result: &Bound<'_, PyAny>,
+    file_wrapper: &Bound<'_, PyAny>,
+) -> PyResult<()> {
+    if let Ok(bytes) = result.cast::<PyBytes>() {
+        resp.borrow_mut().write_bytes(py, bytes.as_bytes())?;
+    } else if result.is_instance(file_wrapper)? {
+        resp.borrow_mut().write_file(py, result)?;
+    } else if let Ok(tuple) = result.cast::<PyTuple>() {
+        for item in tuple.iter() {
+            resp.borrow_mut().write(py, &item)?;
+        }
+    } else {
+        for item in result.try_iter()? {
+            let item = item?;
+            resp.borrow_mut().write(py, &item)?;
+        }
+    }
+    resp.borrow_mut().close(py)
+}

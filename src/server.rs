@@ -1,0 +1,383 @@
+//! The sync worker's fast path: accept → allow check → receive → parse → environ → application
+//! → response → close, for as many pending connections as a batch allows, in one call.
+//!
+//! It serves the requests that need nothing else from Python: the whole head and body arrived in
+//! the first receive, and the worker runs no hooks or access log of its own (the worker decides
+//! that). Any other connection — a refused peer, a protocol error, a head in several segments, a
+//! body still on its way — is handed back to the Python path with the bytes already read, so
+//! every rule is implemented once.
+
+use std::os::fd::{AsFd, IntoRawFd, OwnedFd, RawFd};
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString};
+
+use crate::allow::AllowList;
+use crate::bindings;
+use crate::connection::Connection;
+use crate::environ::{self, Context};
+use crate::framing::HEADER_SIZE;
+use crate::input::BytesInput;
+use crate::io::{self, Accepted, Peer};
+use crate::respond::{write_result, Response};
+use crate::response;
+use crate::vars::{self, Control, Limits, Progress};
+
+/// How a batch ended.
+pub mod outcome {
+    /// No more connections were pending.
+    pub const IDLE: u8 = 0;
+    /// The batch size was reached, or the worker is stopping.
+    pub const FULL: u8 = 1;
+    /// The peer went away before sending a request (F6, X3).
+    pub const CLOSED: u8 = 2;
+    /// A connection goes to the Python path: `take_handoff()`.
+    pub const HANDOFF: u8 = 3;
+    /// The application or the connection failed mid-request: `take_error()`.
+    pub const FAILED: u8 = 4;
+    /// The peer stalled before sending a request (F8): `take_peer()`.
+    pub const STALLED: u8 = 5;
+}
+
+const RECV_SIZE: usize = 65536;
+
+/// `(fd, peer, bytes already read)` for the Python path.
+type Handoff<'py> = (RawFd, Bound<'py, PyAny>, Bound<'py, PyBytes>);
+/// `(exception, peer, "METHOD URI")` of a failed request.
+type Failure<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>, String);
+
+fn peer_tuple<'py>(py: Python<'py>, peer: Peer) -> PyResult<Bound<'py, PyAny>> {
+    match peer {
+        Peer::Ip(addr) => (addr.ip().to_string(), addr.port())
+            .into_pyobject(py)
+            .map(Bound::into_any),
+        Peer::Unix => Ok(PyString::intern(py, "").into_any()),
+    }
+}
+
+/// What a listener is, for the requests accepted from it.
+struct Listener<'a, 'py> {
+    fd: RawFd,
+    family: i32,
+    /// Its `getsockname()`: the `SERVER_NAME`/`SERVER_PORT` fallback (E5).
+    server: &'a Bound<'py, PyAny>,
+}
+
+/// The per-worker fast path.
+#[pyclass(module = "gunicorn_uwsgi._native")]
+pub struct FastServer {
+    app: Py<PyAny>,
+    limits: Limits,
+    allow: AllowList,
+    forwarded: AllowList,
+    base: Py<PyDict>,
+    socket_class: Py<PyAny>,
+    file_wrapper: Py<PyAny>,
+    script_name: String,
+    secure_headers: Option<Py<PyDict>>,
+    sendfile: bool,
+    /// `log.debug` when debug logging is on: gunicorn's default `pre_request` hook logs
+    /// `METHOD PATH` there.
+    debug: Option<Py<PyAny>>,
+    buf: Vec<u8>,
+    /// Requests served by the last batch.
+    #[pyo3(get)]
+    served: usize,
+    handoff: Option<(OwnedFd, Peer, Vec<u8>)>,
+    error: Option<(PyErr, Peer, String)>,
+    peer: Option<Peer>,
+}
+
+/// What one connection came to.
+enum Step {
+    Served,
+    End(u8),
+}
+
+impl FastServer {
+    /// Receives the first bytes: what is ready, else blocking up to `SO_RCVTIMEO` without the GIL.
+    fn receive(&mut self, py: Python<'_>, fd: &OwnedFd) -> std::io::Result<usize> {
+        self.buf.clear();
+        let borrowed = fd.as_fd();
+        if let Some(n) = io::recv_ready(borrowed, &mut self.buf, RECV_SIZE)? {
+            return Ok(n);
+        }
+        let buf = &mut self.buf;
+        py.detach(|| io::recv_blocking(borrowed, buf, RECV_SIZE))
+    }
+
+    /// One connection, from accept to close.
+    fn step(&mut self, py: Python<'_>, listener: &Listener<'_, '_>) -> PyResult<Step> {
+        let Some(lfd) = io::borrow(listener.fd) else {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "invalid listener descriptor",
+            ));
+        };
+        let (fd, peer) = match io::accept(lfd).map_err(|e| crate::exceptions::os_error(&e))? {
+            Accepted::Idle => return Ok(Step::End(outcome::IDLE)),
+            Accepted::Conn(fd, peer) => (fd, peer),
+        };
+        if peer.ip().is_some_and(|ip| !self.allow.allows(ip)) {
+            self.handoff = Some((fd, peer, Vec::new()));
+            return Ok(Step::End(outcome::HANDOFF));
+        }
+        match self.receive(py, &fd) {
+            Ok(0) => return Ok(Step::End(outcome::CLOSED)),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                self.peer = Some(peer);
+                return Ok(Step::End(outcome::STALLED));
+            }
+            Err(_) => return Ok(Step::End(outcome::CLOSED)),
+        }
+        let head = match vars::parse_head(&self.buf, &self.limits) {
+            Ok(Progress::Done(head))
+                if self.buf.len() as u64
+                    == head.header.head_size() as u64 + head.content_length =>
+            {
+                head
+            }
+            _ => {
+                let data = std::mem::replace(&mut self.buf, Vec::with_capacity(RECV_SIZE));
+                self.handoff = Some((fd, peer, data));
+                return Ok(Step::End(outcome::HANDOFF));
+            }
+        };
+        let conn = Bound::new(
+            py,
+            Connection::new(fd, listener.family, self.socket_class.clone_ref(py)),
+        )?;
+        let result = self.respond(py, listener, &conn, peer, &head);
+        conn.get().close(py)?;
+        match result {
+            Ok(()) => Ok(Step::Served),
+            Err(e) => {
+                let block = self
+                    .buf
+                    .get(HEADER_SIZE..head.header.head_size())
+                    .unwrap_or_default();
+                self.error = Some((e, peer, describe(&head, block)));
+                Ok(Step::End(outcome::FAILED))
+            }
+        }
+    }
+
+    /// Builds the environ, runs the application, writes its response (E, R, X2).
+    fn respond(
+        &self,
+        py: Python<'_>,
+        listener: &Listener<'_, '_>,
+        conn: &Bound<'_, Connection>,
+        peer: Peer,
+        head: &vars::Head,
+    ) -> PyResult<()> {
+        let head_size = head.header.head_size();
+        let length = head.content_length as usize;
+        let block = self.buf.get(HEADER_SIZE..head_size).unwrap_or_default();
+        let body = self
+            .buf
+            .get(head_size..head_size + length)
+            .unwrap_or_default();
+        let input = Bound::new(py, BytesInput::new(body.to_vec()))?.into_any();
+        let (peer_addr, peer_port) = match peer {
+            Peer::Ip(a) => (
+                PyString::new(py, &a.ip().to_string()).into_any(),
+                PyString::new(py, &a.port().to_string()).into_any(),
+            ),
+            Peer::Unix => (
+                PyString::intern(py, "").into_any(),
+                PyString::intern(py, "").into_any(),
+            ),
+        };
+        let trusted = peer.ip().is_none_or(|ip| self.forwarded.allows(ip));
+        let ctx = Context {
+            base: self.base.bind(py),
+            input: &input,
+            socket: conn.as_any(),
+            peer_addr: &peer_addr,
+            peer_port: &peer_port,
+            script_name: &self.script_name,
+            secure_headers: self
+                .secure_headers
+                .as_ref()
+                .filter(|_| trusted)
+                .map(|d| d.bind(py)),
+            is_ssl: false,
+            server: Some(listener.server),
+        };
+        let method = head
+            .control_value(block, Control::RequestMethod)
+            .unwrap_or_default();
+        if let Some(debug) = &self.debug {
+            let path = head
+                .control_value(block, Control::PathInfo)
+                .unwrap_or_default();
+            debug.bind(py).call1((
+                "%s %s",
+                environ::latin1(py, method),
+                environ::latin1(py, path),
+            ))?;
+        }
+        let raw_fd = conn.get().raw_fd();
+        let resp = Bound::new(
+            py,
+            Response::with_fd(
+                py.None(),
+                conn.clone().into_any().unbind(),
+                raw_fd,
+                method == b"HEAD",
+                self.sendfile,
+            ),
+        )?;
+        let result = environ::build(py, head, block, &ctx).and_then(|env| {
+            let out = self
+                .app
+                .bind(py)
+                .call1((env, resp.getattr("start_response")?))?;
+            let written = write_result(py, &resp, &out, self.file_wrapper.bind(py));
+            // The iterable's close() is always called (R7).
+            let closed =
+                if out.is_exact_instance_of::<PyList>() || out.is_exact_instance_of::<PyBytes>() {
+                    Ok(())
+                } else {
+                    match out.getattr_opt(pyo3::intern!(py, "close")) {
+                        Ok(Some(close)) => close.call0().map(drop),
+                        Ok(None) => Ok(()),
+                        Err(e) => Err(e),
+                    }
+                };
+            written.and(closed)
+        });
+        if result.is_err() && !resp.borrow().headers_sent() {
+            send_500(raw_fd);
+        }
+        result
+    }
+}
+
+#[cold]
+fn send_500(fd: RawFd) {
+    if let Some(fd) = io::borrow(fd) {
+        let answer = response::error_response(
+            500,
+            response::reason(500),
+            "the application raised an exception",
+        );
+        let _ = io::send_all(fd, &answer);
+    }
+}
+
+fn describe(head: &vars::Head, block: &[u8]) -> String {
+    let method = head
+        .control_value(block, Control::RequestMethod)
+        .unwrap_or_default();
+    let uri = head
+        .control_value(block, Control::RequestUri)
+        .or_else(|| head.control_value(block, Control::PathInfo))
+        .unwrap_or_default();
+    format!(
+        "{} {}",
+        String::from_utf8_lossy(method),
+        String::from_utf8_lossy(uri)
+    )
+}
+
+#[pymethods]
+impl FastServer {
+    #[new]
+    #[pyo3(signature = (app, limits, allow, forwarded, base, socket_class, file_wrapper, script_name, secure_headers, sendfile, debug=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        app: Py<PyAny>,
+        limits: &bindings::Limits,
+        allow: &bindings::AllowList,
+        forwarded: &bindings::AllowList,
+        base: Py<PyDict>,
+        socket_class: Py<PyAny>,
+        file_wrapper: Py<PyAny>,
+        script_name: String,
+        secure_headers: Option<Py<PyDict>>,
+        sendfile: bool,
+        debug: Option<Py<PyAny>>,
+    ) -> Self {
+        Self {
+            app,
+            limits: limits.inner(),
+            allow: allow.inner().clone(),
+            forwarded: forwarded.inner().clone(),
+            base,
+            socket_class,
+            file_wrapper,
+            script_name,
+            secure_headers,
+            sendfile,
+            debug,
+            buf: Vec::with_capacity(RECV_SIZE),
+            served: 0,
+            handoff: None,
+            error: None,
+            peer: None,
+        }
+    }
+
+    /// Serves up to `limit` connections pending on the non-blocking `listener` (address
+    /// `family`, `server` its `getsockname()`), while `worker.alive`. Python signal handlers run
+    /// between connections. `served` tells how many requests were served; the return value is
+    /// an `outcome` code saying why the batch ended.
+    fn serve(
+        &mut self,
+        py: Python<'_>,
+        listener: RawFd,
+        family: i32,
+        server: &Bound<'_, PyAny>,
+        worker: &Bound<'_, PyAny>,
+        limit: usize,
+    ) -> PyResult<u8> {
+        let listener = Listener {
+            fd: listener,
+            family,
+            server,
+        };
+        self.served = 0;
+        while self.served < limit {
+            match self.step(py, &listener)? {
+                Step::Served => self.served += 1,
+                Step::End(code) => return Ok(code),
+            }
+            py.check_signals()?;
+            if !worker.getattr(pyo3::intern!(py, "alive"))?.is_truthy()? {
+                break;
+            }
+        }
+        Ok(outcome::FULL)
+    }
+
+    /// The connection handed to the Python path: `(fd, peer, bytes already read)`.
+    fn take_handoff<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Handoff<'py>>> {
+        match self.handoff.take() {
+            Some((fd, peer, data)) => Ok(Some((
+                fd.into_raw_fd(),
+                peer_tuple(py, peer)?,
+                PyBytes::new(py, &data),
+            ))),
+            None => Ok(None),
+        }
+    }
+
+    /// The failure of the last request: `(exception, peer, "METHOD URI")`.
+    fn take_error<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Failure<'py>>> {
+        match self.error.take() {
+            Some((err, peer, what)) => Ok(Some((
+                err.into_value(py).into_bound(py).into_any(),
+                peer_tuple(py, peer)?,
+                what,
+            ))),
+            None => Ok(None),
+        }
+    }
+
+    /// The peer of the last stalled connection.
+    fn take_peer<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        self.peer.take().map(|p| peer_tuple(py, p)).transpose()
+    }
+}
