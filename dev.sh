@@ -54,7 +54,8 @@ ensure_venv() {
     python3 -m venv "$VENV"
   fi
   log "installing Python build and test dependencies"
-  "$PY" -m pip install -q --disable-pip-version-check "maturin>=1.5,<2" "gunicorn>=23" pytest ruff "$@"
+  "$PY" -m pip install -q --disable-pip-version-check "maturin>=1.5,<2" "gunicorn>=23" pytest ruff \
+    "gevent>=24.10.1" "$@"
 }
 
 build() {

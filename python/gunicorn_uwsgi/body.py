@@ -55,8 +55,15 @@ class WaitBudget:
 
 
 def _set_recv_timeout(sock: Any, seconds: float) -> None:
-    """SO_RCVTIMEO on a blocking socket; sockets in Python's timeout mode keep their own."""
-    if getattr(sock, "gettimeout", None) is None or sock.gettimeout() is not None:
+    """SO_RCVTIMEO on a blocking socket; a socket in Python's timeout mode (gevent's) gets
+    the seconds left as its timeout when they are fewer than it has."""
+    gettimeout = getattr(sock, "gettimeout", None)
+    if gettimeout is None:
+        return
+    current = gettimeout()
+    if current is not None:
+        if seconds < current:
+            sock.settimeout(max(seconds, 0.001))
         return
     whole = int(seconds)
     micro = max(int((seconds - whole) * 1_000_000), 0 if whole else 1)  # 0 would mean never

@@ -1,5 +1,22 @@
 """Worker classes: gunicorn's workers with the uwsgi protocol."""
 
-from gunicorn_uwsgi.workers.sync import SyncWorker
+from __future__ import annotations
 
-__all__ = ["SyncWorker"]
+from typing import TYPE_CHECKING, Any
+
+from gunicorn_uwsgi.workers.sync import SyncWorker
+from gunicorn_uwsgi.workers.thread import ThreadWorker
+
+if TYPE_CHECKING:
+    from gunicorn_uwsgi.workers.ggevent import GeventWorker
+
+__all__ = ["GeventWorker", "SyncWorker", "ThreadWorker"]
+
+
+def __getattr__(name: str) -> Any:
+    # The gevent worker imports gevent: only when it is asked for.
+    if name == "GeventWorker":
+        from gunicorn_uwsgi.workers.ggevent import GeventWorker
+
+        return GeventWorker
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,10 +12,18 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
+from gunicorn import sock as gsock
+
 from gunicorn_uwsgi import _native
 from gunicorn_uwsgi._native import write_result
-from gunicorn_uwsgi.errors import ClientDisconnected, PeerTimeout, UWSGIError
+from gunicorn_uwsgi.errors import (
+    ClientDisconnected,
+    ForbiddenUWSGIRequest,
+    PeerTimeout,
+    UWSGIError,
+)
 from gunicorn_uwsgi.message import UWSGIRequest
+from gunicorn_uwsgi.parser import read_request
 from gunicorn_uwsgi.settings import DEFAULT_ALLOW_IPS, ProtocolSettings, _as_list, _setting
 from gunicorn_uwsgi.wsgi import Response, make_environ
 
@@ -63,6 +71,9 @@ class UWSGIWorkerMixin:
 
     #: ``wsgi.multithread`` in the environ (E8).
     multithread = False
+    #: Exceptions that end a connection's handler without being an application error (the
+    #: gevent worker's ``GreenletExit`` when a stopping worker kills its handlers).
+    passthrough: tuple[type[BaseException], ...] = ()
 
     # Set by gunicorn's Worker.
     cfg: Any
@@ -164,6 +175,45 @@ class UWSGIWorkerMixin:
         else:
             self.log.exception("Socket error processing request.")
 
+    # -- the connection ------------------------------------------------------------------
+
+    def handle_connection(self, listener: Any, client: Any, addr: Any, data: bytes = b"") -> None:
+        """One connection, one request (F5): the allow check (A4), the head (starting with
+        ``data``, bytes already read from it), the application and its response, close."""
+        req = None
+        clean = False
+        try:
+            if not self.uwsgi.allow.allows(addr):
+                raise ForbiddenUWSGIRequest(str(addr[0]))
+            client = self.wrap_client(client)
+            req = read_request(client, addr, self.uwsgi, self.nr + 1, data)
+            if req is None:
+                self.log.debug("uwsgi peer closed before sending a request")
+                clean = True
+                return
+            self.serve(listener, req, client, addr)
+            clean = True
+        except UWSGIError as e:
+            self.protocol_error(client, addr, e)
+        except (OSError, PeerTimeout) as e:
+            self.connection_error(addr, e)
+        except self.passthrough:
+            raise
+        except BaseException as e:  # the application failed (X2); the worker keeps serving
+            self.app_error(req, client, addr, getattr(e, "_uwsgi_response", None))
+        finally:
+            close_connection(client, req, clean)
+
+    def wrap_client(self, client: Any) -> Any:
+        """The socket requests are read from: TLS when gunicorn serves it itself (E7)."""
+        if self.uwsgi.is_ssl:
+            return gsock.ssl_wrap_socket(client, self.cfg)
+        return client
+
+    def response_socket(self, client: Any) -> Any:
+        """The socket the response is written to (``Response.sock``)."""
+        return client
+
     # -- the request ---------------------------------------------------------------------
 
     def count_request(self, n: int = 1) -> None:
@@ -192,7 +242,7 @@ class UWSGIWorkerMixin:
             self.cfg.pre_request(self, req)
             request_start = datetime.now()
             environ = make_environ(req, client, addr, self.sockname(listener), self.uwsgi)
-            resp = Response(req, client, self.cfg, self.uwsgi.sendfile)
+            resp = Response(req, self.response_socket(client), self.cfg, self.uwsgi.sendfile)
             self.count_request()
             respiter = self.wsgi(environ, resp.start_response)
             try:

@@ -8,13 +8,11 @@ import os
 import socket
 from typing import Any
 
-from gunicorn import sock as gsock
 from gunicorn.workers import sync
 
 from gunicorn_uwsgi import _native
-from gunicorn_uwsgi.errors import ForbiddenUWSGIRequest, PeerTimeout, UWSGIError
-from gunicorn_uwsgi.parser import read_request
-from gunicorn_uwsgi.workers.base import UWSGIWorkerMixin, close_connection
+from gunicorn_uwsgi.errors import PeerTimeout
+from gunicorn_uwsgi.workers.base import UWSGIWorkerMixin
 
 # How a FastServer.serve batch ended (src/server.rs).
 IDLE, FULL, CLOSED, HANDOFF, FAILED, STALLED = range(6)
@@ -121,27 +119,4 @@ class SyncWorker(UWSGIWorkerMixin, sync.SyncWorker):
             self.connection_error(addr, PeerTimeout(self.uwsgi.timeout, "request bytes"))
 
     def handle(self, listener: Any, client: Any, addr: Any, data: bytes = b"") -> None:
-        req = None
-        resp = None
-        clean = False
-        try:
-            if not self.uwsgi.allow.allows(addr):
-                raise ForbiddenUWSGIRequest(str(addr[0]))
-            if self.uwsgi.is_ssl:
-                client = gsock.ssl_wrap_socket(client, self.cfg)
-            req = read_request(client, addr, self.uwsgi, self.nr + 1, data)
-            if req is None:
-                self.log.debug("uwsgi peer closed before sending a request")
-                clean = True
-                return
-            self.serve(listener, req, client, addr)
-            clean = True
-        except UWSGIError as e:
-            self.protocol_error(client, addr, e)
-        except (OSError, PeerTimeout) as e:
-            self.connection_error(addr, e)
-        except BaseException as e:  # the application failed (X2); the worker keeps serving
-            resp = getattr(e, "_uwsgi_response", None)
-            self.app_error(req, client, addr, resp)
-        finally:
-            close_connection(client, req, clean)
+        self.handle_connection(listener, client, addr, data)
