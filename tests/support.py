@@ -216,6 +216,44 @@ def wait_until(predicate: Any, timeout: float = 15.0, interval: float = 0.05) ->
 
 # -- gunicorn --------------------------------------------------------------------------------
 
+SYNC = "gunicorn_uwsgi.SyncWorker"
+THREAD = "gunicorn_uwsgi.ThreadWorker"
+GEVENT = "gunicorn_uwsgi.GeventWorker"
+#: Every worker class: the end-to-end suites run once per class, so no behaviour can differ.
+WORKERS = [SYNC, THREAD, GEVENT]
+#: Threads of the ThreadWorker in the shared end-to-end servers.
+THREADS = 4
+
+
+def worker_id(worker: str) -> str:
+    """``sync``, ``thread``, ``gevent``: the test id of a worker class."""
+    return worker.rsplit(".", 1)[-1].removesuffix("Worker").lower()
+
+
+def worker_args(worker: str) -> list[str]:
+    """The gunicorn options a worker class is run with in the shared servers."""
+    return ["--threads", str(THREADS)] if worker == THREAD else []
+
+
+def require_worker(worker: str) -> None:
+    """A worker class whose optional dependency is missing fails the test in CI and skips it
+    elsewhere (gevent: ``pip install gunicorn-uwsgi-rs[gevent]``)."""
+    if worker != GEVENT:
+        return
+    try:
+        import gevent  # noqa: F401
+    except ImportError:
+        message = "gevent is not installed (pip install gevent)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def is_multithread(worker: str) -> bool:
+    """``wsgi.multithread`` of a worker class (E8): True wherever one process may run the
+    application for several requests at once."""
+    return worker != SYNC
+
 
 def _gunicorn_has(setting: str) -> bool:
     from gunicorn.config import KNOWN_SETTINGS
@@ -238,6 +276,7 @@ class Gunicorn:
         env: dict[str, str] | None = None,
     ) -> None:
         self.tmp = tmp
+        self.worker = worker
         self.tcp = ("127.0.0.1", free_port()) if tcp else None
         self.tcp6 = ("::1", free_port("::1")) if ipv6 else None
         self.unix = str(tmp / f"gunicorn-{os.getpid()}-{id(self)}.sock") if unix else None

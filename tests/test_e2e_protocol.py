@@ -1,8 +1,9 @@
-"""End-to-end protocol tests: raw uwsgi packets to a real gunicorn arbiter running
-``gunicorn_uwsgi.SyncWorker``, over TCP/IPv4, TCP/IPv6 and a unix socket.
+"""End-to-end protocol tests: raw uwsgi packets to a real gunicorn arbiter, over TCP/IPv4,
+TCP/IPv6 and a unix socket, once per worker class (``SyncWorker``, ``ThreadWorker`` with 4
+threads, ``GeventWorker``).
 
 Every test names the behaviour of the spec (``behaviour.md``: F1, V3, ...) it checks. One
-server serves the whole module; tests that need other settings are in
+server per worker class serves the whole module; tests that need other settings are in
 ``test_e2e_settings.py``.
 """
 
@@ -31,24 +32,34 @@ from e2e_helpers import (
 
 from support import (
     TESTS,
+    WORKERS,
     Gunicorn,
     Reply,
     connect,
     ipv6_available,
+    is_multithread,
     nginx_vars,
     packet,
     read_all,
     request_packet,
+    require_worker,
     vars_block,
+    worker_args,
+    worker_id,
 )
 
 GET = ("REQUEST_METHOD", "GET")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gunicorn]:
-    tmp = tmp_path_factory.mktemp("e2e-protocol")
-    with Gunicorn(tmp, app=PROBE_APP, ipv6=ipv6_available()) as g:
+@pytest.fixture(scope="module", params=WORKERS, ids=worker_id)
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gunicorn]:
+    worker = request.param
+    require_worker(worker)
+    tmp = tmp_path_factory.mktemp(f"e2e-protocol-{worker_id(worker)}")
+    args = worker_args(worker)
+    with Gunicorn(tmp, app=PROBE_APP, worker=worker, ipv6=ipv6_available(), args=args) as g:
         yield g
 
 
@@ -598,7 +609,7 @@ def test_e1_every_var_under_its_own_name(server, address):
         assert key not in env
     assert env["CONTENT_TYPE"] == "text/plain"
     assert env["wsgi.url_scheme"] == "http"
-    assert env["wsgi.multithread"] is False
+    assert env["wsgi.multithread"] is is_multithread(server.worker)
     assert env["wsgi.input_terminated"] is True
     keys = ask_env(address, [GET, ("PATH_INFO", "/probe/keys"), ("gunicorn.socket", "fake")])
     assert keys["gunicorn.socket.fileno"] is True
@@ -716,14 +727,15 @@ def test_e7_url_scheme(server, extra, scheme):
 
 
 def test_e8_usual_keys(server, address):
-    """E8: wsgi.version, input, errors, file_wrapper, run_once, multithread/multiprocess (sync
-    worker, one worker), input_terminated, SERVER_SOFTWARE, gunicorn.socket, early_hints."""
+    """E8: wsgi.version, input, errors, file_wrapper, run_once, multithread (False for the sync
+    worker only), multiprocess (one worker), input_terminated, SERVER_SOFTWARE,
+    gunicorn.socket, early_hints."""
     keys = ask_env(address, [GET, ("PATH_INFO", "/probe/keys")])
     assert keys == {
         "wsgi.version": [1, 0],
         "wsgi.run_once": False,
         "wsgi.multiprocess": False,
-        "wsgi.multithread": False,
+        "wsgi.multithread": is_multithread(server.worker),
         "wsgi.input_terminated": True,
         "wsgi.errors.write": True,
         "wsgi.input.read": True,

@@ -1,10 +1,12 @@
 """End to end: a real nginx (``uwsgi_pass`` + the stock ``uwsgi_params``) in front of a real
-gunicorn arbiter running ``gunicorn_uwsgi.SyncWorker``, over TCP and over a unix socket.
+gunicorn arbiter, over TCP and over a unix socket, once per worker class (``SyncWorker``,
+``ThreadWorker`` with 4 threads, ``GeventWorker``).
 
 Each test names the behaviours of ``../shared/spec/behaviour.md`` it covers.
 
-One gunicorn (serving ``apps.proxied``: the echo app plus an ``X-Inspect`` route that returns the
-environ and the body as JSON for any path) and one nginx per transport are shared by the module.
+One gunicorn per worker class (serving ``apps.proxied``: the echo app plus an ``X-Inspect`` route
+that returns the environ and the body as JSON for any path) and one nginx per transport in front
+of it are shared by the module.
 nginx writes a second access log, the *probe log*, with what the upstream actually sent
 (``$upstream_status``, ``$upstream_bytes_received``, ``$upstream_http_*``): nginx hides or fixes
 several things on the way to the client (hop-by-hop headers, bodies of HEAD and 204), and the probe
@@ -26,7 +28,16 @@ from typing import Any
 
 import pytest
 
-from support import Gunicorn, Nginx, wait_until
+from support import (
+    WORKERS,
+    Gunicorn,
+    Nginx,
+    is_multithread,
+    require_worker,
+    wait_until,
+    worker_args,
+    worker_id,
+)
 
 PROBE_FIELDS = (
     "probe",
@@ -76,11 +87,15 @@ def _locations(upstream: str, probe_log: Path) -> str:
     """
 
 
-@pytest.fixture(scope="module")
-def gunicorn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gunicorn]:
-    tmp = tmp_path_factory.mktemp("gunicorn")
-    args = ["--access-logfile", str(tmp / "access.log")]
-    with Gunicorn(tmp, app="apps.proxied:app", args=args) as g:
+@pytest.fixture(scope="module", params=WORKERS, ids=worker_id)
+def gunicorn(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gunicorn]:
+    worker = request.param
+    require_worker(worker)
+    tmp = tmp_path_factory.mktemp(f"gunicorn-{worker_id(worker)}")
+    args = ["--access-logfile", str(tmp / "access.log"), *worker_args(worker)]
+    with Gunicorn(tmp, app="apps.proxied:app", worker=worker, args=args) as g:
         yield g
 
 
@@ -96,7 +111,7 @@ def proxy(
         upstream = f"127.0.0.1:{gunicorn.tcp[1]}"
     else:
         upstream = f"unix:{gunicorn.unix}"
-    tmp = tmp_path_factory.mktemp(f"nginx-{transport}")
+    tmp = tmp_path_factory.mktemp(f"nginx-{worker_id(gunicorn.worker)}-{transport}")
     probe_log = tmp / "probe.log"
     nginx = Nginx(
         tmp,
@@ -243,7 +258,7 @@ def test_get_with_query_string_E1_E6_E8(proxy: Proxy) -> None:
     # E8, R6: the usual keys, and wsgi.early_hints a callable
     assert env["wsgi.early_hints"] is True
     assert env["wsgi.input_terminated"] is True
-    assert env["wsgi.multithread"] is False
+    assert env["wsgi.multithread"] is is_multithread(proxy.gunicorn.worker)
 
 
 def test_post_urlencoded_form_E1_B1(proxy: Proxy) -> None:
