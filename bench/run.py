@@ -366,6 +366,21 @@ def report(in_process, cases: list[Case], args) -> str:
     return "\n".join(lines) + "\n"
 
 
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def write_report(path: Path, text: str) -> None:
+    """Replaces what stands between the results markers of ``path``, keeping the rest."""
+    block = f"{START}\n{text}{END}"
+    old = path.read_text() if path.exists() else f"# Benchmarks\n\n{START}\n{END}\n"
+    if START in old and END in old:
+        head, _, rest = old.partition(START)
+        _, _, tail = rest.partition(END)
+        path.write_text(head + block + tail)
+    else:
+        path.write_text(old.rstrip() + "\n\n" + block + "\n")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -375,7 +390,11 @@ def main() -> int:
     parser.add_argument("--transports", default="unix,tcp")
     parser.add_argument("--servers", default=",".join(SERVERS))
     parser.add_argument("--number", type=int, default=20000, help="in-process iterations")
-    parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks-results.md"))
+    parser.add_argument(
+        "--out",
+        default=str(ROOT / "docs" / "benchmarks.md"),
+        help="the report goes between the results markers of this file (made if missing)",
+    )
     args = parser.parse_args()
     servers = [s for s in args.servers.split(",") if s]
     if "uwsgi" in servers and not (Path(sys.executable).parent / "uwsgi").exists():
@@ -398,14 +417,14 @@ def main() -> int:
             print(f"end to end: {case.app} over {case.transport}", flush=True)
             run_case(case, servers, args.rounds, args.duration, args.connections, Path(tmp))
 
-    header = ["# Benchmark run", ""]
+    header = ["## Run", ""]
     header += [f"- machine: {machine()}"]
     header += [f"- {k}: {v}" for k, v in versions().items()]
     header += [f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", ""]
     text = "\n".join(header) + "\n" + report(in_process, cases, args)
     print()
     print(text)
-    Path(args.out).write_text(text)
+    write_report(Path(args.out), text)
     print(f"written to {args.out}")
     return 0
 
