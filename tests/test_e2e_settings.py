@@ -1,6 +1,11 @@
 """End-to-end tests that need gunicorn settings of their own: limits (V4), read timeout (F8),
 SCRIPT_NAME (E3), forwarded_allow_ips (E7), workers (E8), the allow list (A1-A5) and the
-gunicorn integration (G1-G5). Each server is shared by the tests of its class."""
+gunicorn integration (G1-G5). Each server is shared by the tests of its class.
+
+What a worker class does itself (reading with a timeout, the allow check, signals, hooks,
+max_requests, TLS, several listeners) is checked on every worker class (``WORKERS``); what
+only the protocol core or the arbiter does (limits, SCRIPT_NAME, socket activation) on the
+sync worker."""
 
 from __future__ import annotations
 
@@ -28,24 +33,42 @@ from e2e_helpers import (
 )
 
 from support import (
+    SYNC,
     TESTS,
+    WORKERS,
     Gunicorn,
     Reply,
     connect,
     free_port,
     ipv6_available,
+    is_multithread,
     packet,
     read_all,
     request_packet,
+    require_worker,
     wait_until,
+    worker_args,
+    worker_id,
 )
 
 GET = ("REQUEST_METHOD", "GET")
 
 
-def start(tmp_path_factory: pytest.TempPathFactory, name: str, *args: str, **kw) -> Gunicorn:
-    tmp = tmp_path_factory.mktemp(name)
-    return Gunicorn(tmp, app=PROBE_APP, args=args, **kw).start()
+def serving(tmp, worker: str = SYNC, args=(), **kw) -> Gunicorn:
+    """A gunicorn serving the probe app with ``worker`` (as the shared suites run it)."""
+    require_worker(worker)
+    return Gunicorn(tmp, app=PROBE_APP, worker=worker, args=[*worker_args(worker), *args], **kw)
+
+
+def start(
+    tmp_path_factory: pytest.TempPathFactory, name: str, *args: str, worker: str = SYNC, **kw
+) -> Gunicorn:
+    tmp = tmp_path_factory.mktemp(f"{name}-{worker_id(worker)}")
+    return serving(tmp, worker, args, **kw).start()
+
+
+#: Parametrises a test over every worker class.
+every_worker = pytest.mark.parametrize("worker", WORKERS, ids=worker_id)
 
 
 def env_of(address, pairs, body=b"", modifier1=0) -> dict:
@@ -147,10 +170,10 @@ class TestV4Unlimited:
 class TestF8SlowPeer:
     """--timeout 4: the read timeout is 2 s, and the arbiter kills a worker silent for 4 s."""
 
-    @pytest.fixture(scope="class")
+    @pytest.fixture(scope="class", params=WORKERS, ids=worker_id)
     @classmethod
-    def server(cls, tmp_path_factory) -> Iterator[Gunicorn]:
-        g = start(tmp_path_factory, "slow", "--timeout", "4")
+    def server(cls, request, tmp_path_factory) -> Iterator[Gunicorn]:
+        g = start(tmp_path_factory, "slow", "--timeout", "4", worker=request.param)
         yield g
         g.stop()
 
@@ -259,16 +282,17 @@ class TestE7UntrustedForwarder:
         assert env_of(server.unix, pairs)["wsgi.url_scheme"] == "https"
 
 
-def test_e8_multiprocess_with_two_workers(tmp_path):
+@every_worker
+def test_e8_multiprocess_with_two_workers(tmp_path, worker):
     """E8: wsgi.multiprocess is True with --workers 2 (False with one: see the protocol
-    tests)."""
-    g = Gunicorn(tmp_path, app=PROBE_APP, args=["--workers", "2"])
+    tests); wsgi.multithread does not depend on it."""
+    g = serving(tmp_path, worker, ["--workers", "2"])
     g.start(wait=False)
     try:
         g.wait_ready(workers=2)
         keys = env_of(g.tcp, [GET, ("PATH_INFO", "/probe/keys")])
         assert keys["wsgi.multiprocess"] is True
-        assert keys["wsgi.multithread"] is False
+        assert keys["wsgi.multithread"] is is_multithread(worker)
     finally:
         g.stop()
 
@@ -277,11 +301,16 @@ def test_e8_multiprocess_with_two_workers(tmp_path):
 
 
 class TestA1AllowList:
-    @pytest.fixture(scope="class")
+    @pytest.fixture(scope="class", params=WORKERS, ids=worker_id)
     @classmethod
-    def server(cls, tmp_path_factory) -> Iterator[Gunicorn]:
+    def server(cls, request, tmp_path_factory) -> Iterator[Gunicorn]:
         g = start(
-            tmp_path_factory, "allow", "--uwsgi-allow-from", "10.0.0.0/8", ipv6=ipv6_available()
+            tmp_path_factory,
+            "allow",
+            "--uwsgi-allow-from",
+            "10.0.0.0/8",
+            worker=request.param,
+            ipv6=ipv6_available(),
         )
         yield g
         g.stop()
@@ -382,11 +411,12 @@ def test_a2_ipv4_mapped_peer_matches_as_ipv4(tmp_path):
         g.stop()
 
 
+@every_worker
 @pytest.mark.parametrize("entry", ["10.0.0.1/8", "not-an-address", "10.0.0.0/33"])
-def test_a5_invalid_entry_stops_startup(tmp_path, entry):
+def test_a5_invalid_entry_stops_startup(tmp_path, entry, worker):
     """A5: an invalid entry (host bits set in a network, garbage) stops start-up with a
     message that names it."""
-    g = Gunicorn(tmp_path, app=PROBE_APP, args=["--uwsgi-allow-from", entry])
+    g = serving(tmp_path, worker, ["--uwsgi-allow-from", entry])
     g.start(wait=False)
     try:
         rc = g.proc.wait(30)
@@ -426,9 +456,10 @@ def test_a5_star_on_loopback_does_not_warn(tmp_path):
 # -- G: gunicorn integration --------------------------------------------------------------------
 
 
-def test_g2_max_requests_replaces_the_worker(tmp_path):
+@every_worker
+def test_g2_max_requests_replaces_the_worker(tmp_path, worker):
     """G2: --max-requests 2: after two requests a new worker serves."""
-    with Gunicorn(tmp_path, app=PROBE_APP, args=["--max-requests", "2"]) as g:
+    with serving(tmp_path, worker, ["--max-requests", "2"]) as g:
         first = g.live_worker_pids()
         assert len(first) == 1
         for _ in range(2):
@@ -440,9 +471,10 @@ def test_g2_max_requests_replaces_the_worker(tmp_path):
         assert "Autorestarting worker" in g.log()
 
 
-def test_g2_term_finishes_the_request_in_flight(tmp_path):
+@every_worker
+def test_g2_term_finishes_the_request_in_flight(tmp_path, worker):
     """G2: TERM lets the request in flight finish."""
-    g = Gunicorn(tmp_path, app=PROBE_APP).start()
+    g = serving(tmp_path, worker).start()
     result: dict = {}
 
     def slow():
@@ -461,9 +493,10 @@ def test_g2_term_finishes_the_request_in_flight(tmp_path):
     assert reply.status == 200 and reply.body == b"slept"
 
 
-def test_g2_int_stops_fast(tmp_path):
+@every_worker
+def test_g2_int_stops_fast(tmp_path, worker):
     """G2: INT stops at once, without waiting for a long request."""
-    g = Gunicorn(tmp_path, app=PROBE_APP).start()
+    g = serving(tmp_path, worker).start()
     t = threading.Thread(
         target=lambda: talk(g.tcp, request_packet(path="/sleep", query="8"), timeout=15)
     )
@@ -479,9 +512,10 @@ def test_g2_int_stops_fast(tmp_path):
         t.join(15)
 
 
-def test_g2_hup_reloads_with_a_new_worker(tmp_path):
+@every_worker
+def test_g2_hup_reloads_with_a_new_worker(tmp_path, worker):
     """G2: HUP replaces the worker; the new one serves."""
-    with Gunicorn(tmp_path, app=PROBE_APP) as g:
+    with serving(tmp_path, worker) as g:
         first = g.live_worker_pids()
         g.send(signal.SIGHUP)
         assert wait_until(
@@ -495,7 +529,7 @@ def test_g2_hup_reloads_with_a_new_worker(tmp_path):
 HOOKS = """
 import json
 
-worker_class = "gunicorn_uwsgi.SyncWorker"
+worker_class = {worker!r}
 timeout = 2
 
 
@@ -532,16 +566,18 @@ def worker_abort(worker):
 """
 
 
-def test_g1_g3_config_file_and_hooks(tmp_path):
+@every_worker
+def test_g1_g3_config_file_and_hooks(tmp_path, worker):
     """G1: worker_class in the user's config file, no --protocol; G3: pre_request sees
     gunicorn's request attributes and uwsgi_vars, post_request the environ and response,
-    worker_abort runs when the arbiter kills a worker stuck in the app (timeout = 2)."""
+    worker_abort runs when the arbiter kills a sync worker stuck in the app (timeout = 2).
+    The other workers keep beating the heartbeat while the application runs."""
     out = tmp_path / "hooks.jsonl"
     conf = tmp_path / "gunicorn.conf.py"
-    conf.write_text(HOOKS.format(out=str(out)))
-    g = Gunicorn(tmp_path, app=PROBE_APP, worker="gunicorn_uwsgi.SyncWorker")
+    conf.write_text(HOOKS.format(out=str(out), worker=worker))
+    g = serving(tmp_path, worker)
     g.cmd.remove("--worker-class")
-    g.cmd.remove("gunicorn_uwsgi.SyncWorker")
+    g.cmd.remove(worker)
     g.cmd += ["-c", str(conf)]
     with g:
         data = request_packet(
@@ -569,6 +605,8 @@ def test_g1_g3_config_file_and_hooks(tmp_path):
         assert pre["uwsgi_vars"]["DOCUMENT_ROOT"] == "/var/www/html"
         assert pre["uwsgi_vars"]["HTTP_X_TRACE"] == "t1"
         assert post == {"hook": "post_request", "path": "/echo", "status": "200 OK"}
+        if worker != SYNC:
+            return
         # worker_abort: the app sleeps past the timeout, the arbiter aborts the worker.
         pids = g.live_worker_pids()
         talk(g.tcp, request_packet(path="/sleep", query="10"), timeout=15)
@@ -578,13 +616,14 @@ def test_g1_g3_config_file_and_hooks(tmp_path):
         good_request(g.tcp)
 
 
-def test_g4_access_log_shows_the_real_client(tmp_path):
+@every_worker
+def test_g4_access_log_shows_the_real_client(tmp_path, worker):
     """G4: --access-logfile with the default format and with --access-logformat: %(h)s is
     REMOTE_ADDR from the vars."""
     access = tmp_path / "access.log"
     fmt = "%(h)s|%(s)s|%(r)s|%(b)s|%(U)s|%(q)s|%({x-trace}i)s"
-    with Gunicorn(
-        tmp_path, app=PROBE_APP, args=["--access-logfile", str(access), "--access-logformat", fmt]
+    with serving(
+        tmp_path, worker, ["--access-logfile", str(access), "--access-logformat", fmt]
     ) as g:
         talk(g.tcp, request_packet(path="/hello", query="x=1", headers=[("X-Trace", "t9")]))
         talk(g.unix, request_packet(path="/raise"))
@@ -605,12 +644,11 @@ def test_g4_default_access_log_format(tmp_path):
     assert '"GET /hello HTTP/1.1" 200 12' in line
 
 
-def test_g5_several_binds(tmp_path):
+@every_worker
+def test_g5_several_binds(tmp_path, worker):
     """G5: several --bind at once: two TCP ports, IPv6 and a unix socket, one worker."""
     second = free_port()
-    with Gunicorn(
-        tmp_path, app=PROBE_APP, ipv6=ipv6_available(), args=["--bind", f"127.0.0.1:{second}"]
-    ) as g:
+    with serving(tmp_path, worker, ["--bind", f"127.0.0.1:{second}"], ipv6=ipv6_available()) as g:
         for address in [*g.addresses(), ("127.0.0.1", second)]:
             env = env_of(address, [GET, ("PATH_INFO", "/environ")])
             if isinstance(address, tuple):
@@ -706,7 +744,8 @@ def test_x1_protocol_errors_are_counted(tmp_path):
     assert seen == ["gunicorn_uwsgi.errors:1|c|@1.0"] * 3
 
 
-def test_e7_gunicorn_serving_tls_sets_https(tmp_path):
+@every_worker
+def test_e7_gunicorn_serving_tls_sets_https(tmp_path, worker):
     """E7: when gunicorn serves TLS itself (--certfile/--keyfile), wsgi.url_scheme is https;
     UWSGI_SCHEME=http still forces http."""
     import ssl
@@ -738,7 +777,7 @@ def test_e7_gunicorn_serving_tls_sets_https(tmp_path):
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     args = ["--certfile", str(cert), "--keyfile", str(key)]
-    with Gunicorn(tmp_path, app=PROBE_APP, unix=False, args=args) as g:
+    with serving(tmp_path, worker, args, unix=False) as g:
         for extra, scheme in (([], "https"), ([("UWSGI_SCHEME", "http")], "http")):
             with socket.create_connection(g.tcp, timeout=10) as raw_sock:
                 with context.wrap_socket(raw_sock, server_hostname="localhost") as s:
