@@ -113,7 +113,7 @@ def app(environ, start_response):
         return environ["wsgi.file_wrapper"](f)
     if path == "/sleep":
         time.sleep(float(environ.get("QUERY_STRING") or 0.3))
-        start_response("200 OK", [("Content-Type", "text/plain")])
+        start_response("200 OK", [("Content-Type", "text/plain"), ("X-Pid", str(os.getpid()))])
         return [b"slept"]
     if path == "/exc-info":
         start_response("200 OK", [])
