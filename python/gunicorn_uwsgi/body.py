@@ -186,14 +186,3 @@ class Body:
         if not line:
             raise StopIteration
         return line
-
-    def drain(self, limit: int) -> bool:
-        """Reads and drops up to ``limit`` unread body bytes; True if none are left."""
-        self._buf = b""
-        self._pos = 0
-        while 0 < self._left <= limit:
-            before = self._left
-            self._recv(_CHUNK)
-            limit -= before - self._left
-            self._buf = b""
-        return self._left == 0
