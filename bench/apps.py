@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 _HELLO = b"Hello, World!"
 
@@ -25,3 +26,10 @@ def post(environ, start_response):
     body = b"%d" % size
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
+
+
+def sleep10(environ, start_response):
+    """An I/O-bound request: 10 ms waiting (cooperative under gevent's monkey-patching)."""
+    time.sleep(0.01)
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "13")])
+    return [_HELLO]

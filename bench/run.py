@@ -1,4 +1,5 @@
-"""Benchmarks: ours vs gunicorn's own ``--protocol uwsgi`` vs the uWSGI server.
+"""Benchmarks: ours vs gunicorn's own ``--protocol uwsgi`` vs the uWSGI server; each worker
+class (sync, threads, gevent) against gunicorn's own of the same kind (``--servers``).
 
 Two parts, printed as one report and written to ``docs/benchmarks.md``:
 
@@ -40,13 +41,41 @@ VECTORS = [
     "nginx-post-chunked.bin",
 ]
 TICK = os.sysconf("SC_CLK_TCK")
-SERVERS = ("ours", "gunicorn", "uwsgi")
+SERVERS = (
+    "ours",
+    "gunicorn",
+    "uwsgi",
+    "ours-thread",
+    "gunicorn-gthread",
+    "ours-gevent",
+    "gunicorn-gevent",
+)
+#: What runs without --servers: the sync workers and the uWSGI server.
+DEFAULT_SERVERS = ("ours", "gunicorn", "uwsgi")
+#: Threads of the threaded workers.
+THREADS = 4
 LABELS = {
     "ours": "gunicorn_uwsgi.SyncWorker",
     "gunicorn": "gunicorn --protocol uwsgi (sync)",
     "uwsgi": "uWSGI server (C)",
+    "ours-thread": f"gunicorn_uwsgi.ThreadWorker --threads {THREADS}",
+    "gunicorn-gthread": f"gunicorn --protocol uwsgi -k gthread --threads {THREADS}",
+    "ours-gevent": "gunicorn_uwsgi.GeventWorker",
+    "gunicorn-gevent": "gunicorn --protocol uwsgi -k gevent",
 }
-APPS = {"hello": "hello", "environ": "environ_json", "post64k": "post"}
+#: gunicorn options of each gunicorn-based server.
+WORKER_ARGS = {
+    "ours": ["--worker-class", "gunicorn_uwsgi.SyncWorker"],
+    "gunicorn": ["--protocol", "uwsgi"],
+    "ours-thread": ["--worker-class", "gunicorn_uwsgi.ThreadWorker", "--threads", str(THREADS)],
+    "gunicorn-gthread": [
+        *("--protocol", "uwsgi", "--worker-class", "gthread"),
+        *("--threads", str(THREADS)),
+    ],
+    "ours-gevent": ["--worker-class", "gunicorn_uwsgi.GeventWorker"],
+    "gunicorn-gevent": ["--protocol", "uwsgi", "--worker-class", "gevent"],
+}
+APPS = {"hello": "hello", "environ": "environ_json", "post64k": "post", "sleep10": "sleep10"}
 
 
 # -- in process ------------------------------------------------------------------------------
@@ -133,10 +162,7 @@ class Server:
         else:
             cmd = [py, "-m", "gunicorn", f"apps:{app}", "--workers", "1", "--bind", address]
             cmd += ["--chdir", str(ROOT / "bench"), "--log-level", "warning"]
-            if kind == "ours":
-                cmd += ["--worker-class", "gunicorn_uwsgi.SyncWorker"]
-            else:
-                cmd += ["--protocol", "uwsgi"]
+            cmd += WORKER_ARGS[kind]
             if (
                 "--no-control-socket"
                 in subprocess.run(
@@ -386,9 +412,15 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--apps", default="hello,environ,post64k")
+    parser.add_argument(
+        "--apps", default="hello,environ,post64k", help=f"comma-separated, of: {', '.join(APPS)}"
+    )
     parser.add_argument("--transports", default="unix,tcp")
-    parser.add_argument("--servers", default=",".join(SERVERS))
+    parser.add_argument(
+        "--servers",
+        default=",".join(DEFAULT_SERVERS),
+        help=f"comma-separated, of: {', '.join(SERVERS)}",
+    )
     parser.add_argument("--number", type=int, default=20000, help="in-process iterations")
     parser.add_argument(
         "--out",
@@ -397,6 +429,9 @@ def main() -> int:
     )
     args = parser.parse_args()
     servers = [s for s in args.servers.split(",") if s]
+    unknown = [s for s in servers if s not in SERVERS]
+    if unknown:
+        parser.error(f"unknown servers: {', '.join(unknown)} (known: {', '.join(SERVERS)})")
     if "uwsgi" in servers and not (Path(sys.executable).parent / "uwsgi").exists():
         print("uWSGI is not installed in this virtualenv (pip install uwsgi): skipping it")
         servers.remove("uwsgi")
