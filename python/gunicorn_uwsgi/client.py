@@ -22,6 +22,10 @@ Var = tuple[bytes, bytes]
 
 def encode(pairs: Iterable[Var], body: bytes = b"", modifier1: int = 0) -> bytes:
     """A uwsgi packet: the 4-byte header, the vars block, then the body."""
+    pairs = list(pairs)
+    for k, v in pairs:
+        if len(k) > 0xFFFF or len(v) > 0xFFFF:
+            raise ValueError(f"the var {k[:40]!r} is over 65535 bytes")
     block = b"".join(
         struct.pack("<H", len(k)) + k + struct.pack("<H", len(v)) + v for k, v in pairs
     )
