@@ -41,6 +41,10 @@ pub mod outcome {
 
 const RECV_SIZE: usize = 65536;
 
+/// Bodies up to this size are read before the application runs when their bytes are already
+/// there (nginx buffers request bodies by default); larger ones are read lazily.
+const EAGER_BODY: u64 = 1 << 20;
+
 /// `(fd, peer, bytes already read)` for the Python path.
 type Handoff<'py> = (RawFd, Bound<'py, PyAny>, Bound<'py, PyBytes>);
 /// `(exception, peer, "METHOD URI")` of a failed request.
@@ -106,6 +110,34 @@ impl FastServer {
         py.detach(|| io::recv_blocking(borrowed, buf, RECV_SIZE))
     }
 
+    /// Reads on, without blocking, until the buffer holds exactly a valid head and its whole
+    /// body. `None` hands the connection to the Python path: an invalid or refused packet, bytes
+    /// after the body, a body over [`EAGER_BODY`], or bytes that are not there yet — the Python
+    /// path then reads the body lazily, as the application asks for it (B2).
+    fn complete_request(&mut self, fd: &OwnedFd) -> Option<vars::Head> {
+        loop {
+            let need = match vars::parse_head(&self.buf, &self.limits) {
+                Ok(Progress::Done(head)) => {
+                    let total = head.header.head_size() as u64 + head.content_length;
+                    let have = self.buf.len() as u64;
+                    if have == total {
+                        return Some(*head);
+                    }
+                    if have > total || total > EAGER_BODY {
+                        return None;
+                    }
+                    (total - have) as usize
+                }
+                Ok(Progress::NeedMore(n)) => n.saturating_sub(self.buf.len()),
+                Err(_) => return None,
+            };
+            match io::recv_ready(fd.as_fd(), &mut self.buf, need.min(1 << 20)) {
+                Ok(Some(n)) if n > 0 => continue,
+                _ => return None,
+            }
+        }
+    }
+
     /// One connection, from accept to close.
     fn step(&mut self, py: Python<'_>, listener: &Listener<'_, '_>) -> PyResult<Step> {
         let Some(lfd) = io::borrow(listener.fd) else {
@@ -130,18 +162,10 @@ impl FastServer {
             }
             Err(_) => return Ok(Step::End(outcome::CLOSED)),
         }
-        let head = match vars::parse_head(&self.buf, &self.limits) {
-            Ok(Progress::Done(head))
-                if self.buf.len() as u64
-                    == head.header.head_size() as u64 + head.content_length =>
-            {
-                head
-            }
-            _ => {
-                let data = std::mem::replace(&mut self.buf, Vec::with_capacity(RECV_SIZE));
-                self.handoff = Some((fd, peer, data));
-                return Ok(Step::End(outcome::HANDOFF));
-            }
+        let Some(head) = self.complete_request(&fd) else {
+            let data = std::mem::replace(&mut self.buf, Vec::with_capacity(RECV_SIZE));
+            self.handoff = Some((fd, peer, data));
+            return Ok(Step::End(outcome::HANDOFF));
         };
         let conn = Bound::new(
             py,
