@@ -99,6 +99,19 @@ fn recv_with(
     }
 }
 
+/// Waits up to `millis` for bytes to read; `true` when some (or EOF) are there.
+pub fn wait_readable(fd: BorrowedFd<'_>, millis: i64) -> bool {
+    let mut fds = [rustix::event::PollFd::new(
+        &fd,
+        rustix::event::PollFlags::IN,
+    )];
+    let timeout = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: millis * 1_000_000,
+    };
+    matches!(rustix::event::poll(&mut fds, Some(&timeout)), Ok(n) if n > 0)
+}
+
 /// Sends as much as the socket takes without blocking; returns the bytes sent.
 pub fn send_ready(fd: BorrowedFd<'_>, data: &[u8]) -> std::io::Result<usize> {
     let mut sent = 0;
@@ -172,7 +185,9 @@ mod tests {
         b.write_all(b"abc").unwrap();
         assert_eq!(recv_blocking(fd, &mut buf, 16).unwrap(), 3);
         assert_eq!(buf, b"abc");
+        assert!(!wait_readable(fd, 1));
         drop(b);
+        assert!(wait_readable(fd, 1));
         assert_eq!(recv_blocking(fd, &mut buf, 16).unwrap(), 0);
     }
 

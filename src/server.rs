@@ -45,6 +45,9 @@ const RECV_SIZE: usize = 65536;
 /// there (nginx buffers request bodies by default); larger ones are read lazily.
 const EAGER_BODY: u64 = 1 << 20;
 
+/// How long the fast path waits for the next segment of a packet before handing it over.
+const FOLLOW_UP_MS: i64 = 2;
+
 /// `(fd, peer, bytes already read)` for the Python path.
 type Handoff<'py> = (RawFd, Bound<'py, PyAny>, Bound<'py, PyBytes>);
 /// `(exception, peer, "METHOD URI")` of a failed request.
@@ -133,6 +136,9 @@ impl FastServer {
             };
             match io::recv_ready(fd.as_fd(), &mut self.buf, need.min(1 << 20)) {
                 Ok(Some(n)) if n > 0 => continue,
+                // The rest of a packet nginx is still writing is a moment away; a peer that
+                // streams slowly goes to the Python path, which reads its body lazily.
+                Ok(None) if io::wait_readable(fd.as_fd(), FOLLOW_UP_MS) => continue,
                 _ => return None,
             }
         }
