@@ -250,9 +250,8 @@ def require_worker(worker: str) -> None:
 
 
 def is_multithread(worker: str) -> bool:
-    """``wsgi.multithread`` of a worker class (E8): True wherever one process may run the
-    application for several requests at once."""
-    return worker != SYNC
+    """``wsgi.multithread`` of a worker class (E8): True only in the threaded worker."""
+    return worker == THREAD
 
 
 def _gunicorn_has(setting: str) -> bool:

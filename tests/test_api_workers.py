@@ -67,3 +67,6 @@ def test_wsgi_multithread_of_each_class():
     """E8: the class attribute the environ's wsgi.multithread comes from."""
     assert gunicorn_uwsgi.SyncWorker.multithread is False
     assert gunicorn_uwsgi.ThreadWorker.multithread is True
+    from gunicorn_uwsgi.workers.ggevent import GeventWorker
+
+    assert GeventWorker.multithread is False

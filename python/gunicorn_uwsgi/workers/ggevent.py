@@ -54,9 +54,9 @@ class GeventWorker(UWSGIWorkerMixin, ggevent.GeventWorker):
     (``--certfile``) is done by the ``StreamServer``.
     """
 
-    # The application may be run by several greenlets of one process at once, as with
-    # gunicorn's own gevent worker (E8).
-    multithread = True
+    # Greenlets run the application concurrently but never in parallel threads: E8 keeps
+    # wsgi.multithread True for the threaded worker only.
+    multithread = False
     passthrough = (gevent.GreenletExit,)
 
     def handle(self, listener: Any, client: Any, addr: Any) -> None:
