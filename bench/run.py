@@ -392,16 +392,15 @@ def report(in_process, cases: list[Case], args) -> str:
     return "\n".join(lines) + "\n"
 
 
-START, END = "<!-- results:start -->", "<!-- results:end -->"
-
-
-def write_report(path: Path, text: str) -> None:
-    """Replaces what stands between the results markers of ``path``, keeping the rest."""
-    block = f"{START}\n{text}{END}"
-    old = path.read_text() if path.exists() else f"# Benchmarks\n\n{START}\n{END}\n"
-    if START in old and END in old:
-        head, _, rest = old.partition(START)
-        _, _, tail = rest.partition(END)
+def write_report(path: Path, text: str, section: str) -> None:
+    """Replaces what stands between the ``section``'s results markers in ``path``, keeping the
+    rest of the file; the markers are appended when missing."""
+    start, end = f"<!-- results:{section}:start -->", f"<!-- results:{section}:end -->"
+    block = f"{start}\n{text}{end}"
+    old = path.read_text() if path.exists() else "# Benchmarks\n"
+    if start in old and end in old:
+        head, _, rest = old.partition(start)
+        _, _, tail = rest.partition(end)
         path.write_text(head + block + tail)
     else:
         path.write_text(old.rstrip() + "\n\n" + block + "\n")
@@ -410,6 +409,9 @@ def write_report(path: Path, text: str) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--section", default="sync", help="which results section of --out this run replaces"
+    )
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument(
@@ -459,7 +461,7 @@ def main() -> int:
     text = "\n".join(header) + "\n" + report(in_process, cases, args)
     print()
     print(text)
-    write_report(Path(args.out), text)
+    write_report(Path(args.out), text, args.section)
     print(f"written to {args.out}")
     return 0
 
