@@ -5,14 +5,21 @@ watching, and the checks every refused packet must pass (X1)."""
 from __future__ import annotations
 
 import re
-import socket
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
-from support import Address, Gunicorn, Reply, connect, ipv6_available, read_all, request_packet
+from support import (
+    Address,
+    Gunicorn,
+    Reply,
+    connect,
+    ipv6_available,
+    request_packet,
+    send_and_read,
+)
 
 PROBE_APP = "apps.e2e_probe:app"
 
@@ -46,17 +53,8 @@ def talk(
 ) -> tuple[bytes, str]:
     """Like ``support.exchange`` but also returns the server's name for this peer."""
     with connect(address, timeout) as s:
-        if s.family != socket.AF_UNIX:
-            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         label = peer_label(address, s.getsockname())
-        segments = [data] if isinstance(data, bytes) else list(data)
-        for i, seg in enumerate(segments):
-            if i and delay:
-                time.sleep(delay)
-            s.sendall(seg)
-        if shut_write:
-            s.shutdown(socket.SHUT_WR)
-        return read_all(s), label
+        return send_and_read(s, data, delay, shut_write), label
 
 
 class LogMark:

@@ -133,16 +133,23 @@ def exchange(
     """Sends ``data`` (one buffer, or segments with ``delay`` between them), returns all the
     bytes the server wrote until it closed."""
     with connect(address, timeout) as s:
-        if s.family != socket.AF_UNIX:
-            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        segments = [data] if isinstance(data, bytes) else list(data)
-        for i, seg in enumerate(segments):
-            if i and delay:
-                time.sleep(delay)
-            s.sendall(seg)
-        if shut_write:
-            s.shutdown(socket.SHUT_WR)
-        return read_all(s)
+        return send_and_read(s, data, delay, shut_write)
+
+
+def send_and_read(
+    s: socket.socket, data: bytes | Sequence[bytes], delay: float = 0.0, shut_write: bool = False
+) -> bytes:
+    """Sends ``data`` on a connected socket (segments ``delay`` apart), then reads to EOF."""
+    if s.family != socket.AF_UNIX:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    segments = [data] if isinstance(data, bytes) else list(data)
+    for i, seg in enumerate(segments):
+        if i and delay:
+            time.sleep(delay)
+        s.sendall(seg)
+    if shut_write:
+        s.shutdown(socket.SHUT_WR)
+    return read_all(s)
 
 
 class Reply:
