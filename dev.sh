@@ -4,7 +4,8 @@
 #   ./dev.sh run    build into .venv and serve examples/app.py through nginx -> gunicorn ->
 #                   gunicorn_uwsgi.SyncWorker, printing a few responses
 #   ./dev.sh test   install what is missing, build, run cargo test, clippy, fmt, ruff and the
-#                   whole pytest suite (nginx end-to-end tests included)
+#                   type checks (mypy --strict, stubtest) and the whole pytest suite (nginx
+#                   end-to-end tests included)
 #   ./dev.sh bench  the benchmarks (see docs/benchmarks.md)
 set -euo pipefail
 
@@ -55,7 +56,7 @@ ensure_venv() {
   fi
   log "installing Python build and test dependencies"
   "$PY" -m pip install -q --disable-pip-version-check "maturin>=1.5,<2" "gunicorn>=23" pytest ruff \
-    "gevent>=24.10.1" "$@"
+    "gevent>=24.10.1" mypy flask django mkdocs "$@"
 }
 
 build() {
@@ -84,6 +85,10 @@ cmd_test() {
   log "ruff"
   "$VENV/bin/ruff" check python tests examples bench
   "$VENV/bin/ruff" format --check python tests examples bench
+  log "mypy --strict"
+  "$VENV/bin/mypy" --strict python/gunicorn_uwsgi
+  log "mypy.stubtest gunicorn_uwsgi._native"
+  "$PY" -m mypy.stubtest --allowlist stubtest-allowlist.txt gunicorn_uwsgi._native
   log "pytest"
   local rc=0
   "$PY" -m pytest tests "$@" || rc=$?

@@ -1,11 +1,30 @@
 """Type stubs for the Rust extension ``gunicorn_uwsgi._native``."""
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar, final, overload
+
+_T = TypeVar("_T")
+
+__all__ = [
+    "MAX_VARS",
+    "AllowList",
+    "BytesInput",
+    "Connection",
+    "FastServer",
+    "Head",
+    "Limits",
+    "Response",
+    "__version__",
+    "error_response",
+    "parse",
+    "response_head",
+    "write_result",
+]
 
 __version__: str
 MAX_VARS: int
 
+@final
 class Limits:
     """gunicorn's request limits; 0 means unlimited."""
 
@@ -19,6 +38,7 @@ class Limits:
     @property
     def field_size(self) -> int: ...
 
+@final
 class Head:
     """A validated uwsgi request head."""
 
@@ -34,7 +54,10 @@ class Head:
     def method(self) -> str | None: ...
     @property
     def is_head(self) -> bool: ...
-    def get(self, name: str, default: Any = None) -> Any: ...
+    @overload
+    def get(self, name: str) -> str | None: ...
+    @overload
+    def get(self, name: str, default: _T) -> str | _T: ...
     def vars(self) -> dict[str, str]: ...
     def headers(self) -> list[tuple[str, str]]: ...
     def environ(
@@ -50,6 +73,7 @@ class Head:
         server: Any = None,
     ) -> dict[str, Any]: ...
 
+@final
 class AllowList:
     """A compiled allow list: addresses, strict CIDR networks, ``*``."""
 
@@ -64,6 +88,7 @@ def response_head(
 ) -> tuple[bytes, int, int | None, bool]: ...
 def error_response(status: int, message: str) -> bytes: ...
 
+@final
 class BytesInput:
     """``wsgi.input`` over a body that arrived whole."""
 
@@ -78,6 +103,7 @@ class BytesInput:
     @property
     def overflow(self) -> bool: ...
 
+@final
 class Connection:
     """``gunicorn.socket`` on the fast path: ``fileno()``, and any other socket attribute
     through a ``socket.socket`` made on first use."""
@@ -85,6 +111,7 @@ class Connection:
     def fileno(self) -> int: ...
     def __getattr__(self, name: str) -> Any: ...
 
+@final
 class Response:
     """Writes one response (R1-R7)."""
 
@@ -117,6 +144,7 @@ class Response:
 
 def write_result(resp: Response, result: Any, file_wrapper: Any) -> None: ...
 
+@final
 class FastServer:
     """The sync worker's request cycle in Rust."""
 

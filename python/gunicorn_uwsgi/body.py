@@ -43,7 +43,8 @@ class WaitBudget:
             _set_recv_timeout(sock, self.left)
         start = time.monotonic()
         try:
-            return sock.recv(size)
+            data: bytes = sock.recv(size)
+            return data
         except BlockingIOError as e:
             if e.errno in _TIMEOUT_ERRNOS:
                 raise PeerTimeout(self.timeout, what) from None

@@ -111,7 +111,7 @@ def send(address: str | tuple[str, int], packet: bytes, timeout: float) -> bytes
         sock.settimeout(timeout)
         sock.connect(address)
         sock.sendall(packet)
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             chunk = sock.recv(65536)
             if not chunk:

@@ -32,7 +32,7 @@ def read_request(
     if not data:
         return None
     head = _parse(data, settings.limits)
-    if type(head) is int:
+    if isinstance(head, int):
         head, data = _read_rest(source, data, head, settings, budget)
     size = head.head_size
     body = Body(source, data[size:], head.content_length, settings.timeout, budget)
@@ -57,7 +57,7 @@ def _read_rest(
         data = b"".join(chunks)
         chunks = [data]
         result = _parse(data, settings.limits)
-        if type(result) is not int:
+        if not isinstance(result, int):
             return result, data
         need = result
 
