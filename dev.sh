@@ -4,8 +4,9 @@
 #   ./dev.sh run    build into .venv and serve examples/app.py through nginx -> gunicorn ->
 #                   gunicorn_uwsgi.SyncWorker, printing a few responses
 #   ./dev.sh test   install what is missing, build, run cargo test, clippy, fmt, ruff and the
-#                   type checks (mypy --strict, stubtest) and the whole pytest suite (nginx
-#                   end-to-end tests included)
+#                   type checks (mypy --strict, stubtest), the docs site (mkdocs build --strict)
+#                   and the whole pytest suite (nginx end-to-end tests, Flask, Django and the
+#                   gunicorn 23-26 matrix included)
 #   ./dev.sh bench  the benchmarks (see docs/benchmarks.md)
 set -euo pipefail
 
@@ -89,6 +90,11 @@ cmd_test() {
   "$VENV/bin/mypy" --strict python/gunicorn_uwsgi
   log "mypy.stubtest gunicorn_uwsgi._native"
   "$PY" -m mypy.stubtest --allowlist stubtest-allowlist.txt gunicorn_uwsgi._native
+  log "mkdocs build --strict"
+  local site
+  site=$(mktemp -d)
+  "$VENV/bin/mkdocs" build --strict --quiet --site-dir "$site" || { rm -rf "$site"; return 1; }
+  rm -rf "$site"
   log "pytest"
   local rc=0
   "$PY" -m pytest tests "$@" || rc=$?
