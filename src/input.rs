@@ -5,32 +5,40 @@
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
-/// Exactly `CONTENT_LENGTH` bytes, then `b''`.
+/// Exactly `CONTENT_LENGTH` bytes, then `b''`. Reading the whole body at once returns the
+/// bytes object it was made from, without a copy.
 #[pyclass(module = "gunicorn_uwsgi._native")]
 pub struct BytesInput {
-    data: Vec<u8>,
+    data: Py<PyBytes>,
     pos: usize,
 }
 
 impl BytesInput {
-    pub fn new(data: Vec<u8>) -> Self {
-        Self { data, pos: 0 }
+    pub fn new(data: Bound<'_, PyBytes>) -> Self {
+        Self {
+            data: data.unbind(),
+            pos: 0,
+        }
     }
 
-    fn rest(&self) -> &[u8] {
-        self.data.get(self.pos..).unwrap_or_default()
+    fn rest<'a>(&'a self, py: Python<'a>) -> &'a [u8] {
+        self.data.as_bytes(py).get(self.pos..).unwrap_or_default()
     }
 
     fn take<'py>(&mut self, py: Python<'py>, n: usize) -> Bound<'py, PyBytes> {
-        let rest = self.rest();
+        let rest = self.rest(py);
         let n = n.min(rest.len());
-        let out = PyBytes::new(py, rest.get(..n).unwrap_or_default());
+        let out = if self.pos == 0 && n == rest.len() {
+            self.data.bind(py).clone()
+        } else {
+            PyBytes::new(py, rest.get(..n).unwrap_or_default())
+        };
         self.pos += n;
         out
     }
 
-    fn line_len(&self, limit: Option<usize>) -> usize {
-        let rest = self.rest();
+    fn line_len(&self, py: Python<'_>, limit: Option<usize>) -> usize {
+        let rest = self.rest(py);
         let window = limit.map_or(rest, |l| rest.get(..l.min(rest.len())).unwrap_or(rest));
         window
             .iter()
@@ -46,8 +54,8 @@ fn limit(size: Option<isize>) -> Option<usize> {
 #[pymethods]
 impl BytesInput {
     #[new]
-    fn py_new(data: &[u8]) -> Self {
-        Self::new(data.to_vec())
+    fn py_new(data: Bound<'_, PyBytes>) -> Self {
+        Self::new(data)
     }
 
     /// Reads `size` bytes, or all that is left when `size` is None or negative.
@@ -60,7 +68,7 @@ impl BytesInput {
     /// Reads up to and including the next `\n`, at most `size` bytes.
     #[pyo3(signature = (size=None))]
     fn readline<'py>(&mut self, py: Python<'py>, size: Option<isize>) -> Bound<'py, PyBytes> {
-        let n = self.line_len(limit(size));
+        let n = self.line_len(py, limit(size));
         self.take(py, n)
     }
 
@@ -74,8 +82,8 @@ impl BytesInput {
         let hint = limit(hint).filter(|&h| h > 0);
         let out = PyList::empty(py);
         let mut total = 0usize;
-        while !self.rest().is_empty() {
-            let n = self.line_len(None);
+        while !self.rest(py).is_empty() {
+            let n = self.line_len(py, None);
             out.append(self.take(py, n))?;
             total += n;
             if hint.is_some_and(|h| total >= h) {
@@ -90,10 +98,10 @@ impl BytesInput {
     }
 
     fn __next__<'py>(&mut self, py: Python<'py>) -> Option<Bound<'py, PyBytes>> {
-        if self.rest().is_empty() {
+        if self.rest(py).is_empty() {
             return None;
         }
-        let n = self.line_len(None);
+        let n = self.line_len(py, None);
         Some(self.take(py, n))
     }
 

@@ -208,7 +208,7 @@ impl FastServer {
             .buf
             .get(head_size..head_size + length)
             .unwrap_or_default();
-        let input = Bound::new(py, BytesInput::new(body.to_vec()))?.into_any();
+        let input = Bound::new(py, BytesInput::new(PyBytes::new(py, body)))?.into_any();
         let (peer_addr, peer_port) = match peer {
             Peer::Ip(a) => (
                 PyString::new(py, &a.ip().to_string()).into_any(),
