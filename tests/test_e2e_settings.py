@@ -744,6 +744,27 @@ def test_x1_protocol_errors_are_counted(tmp_path):
     assert seen == ["gunicorn_uwsgi.errors:1|c|@1.0"] * 3
 
 
+def test_g4_statsd_counts_every_request(tmp_path):
+    """G4: gunicorn's statsd logger sees each request through its access hook, so the Rust
+    request cycle steps aside for it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as statsd:
+        statsd.bind(("127.0.0.1", 0))
+        statsd.settimeout(0.2)
+        port = statsd.getsockname()[1]
+        with Gunicorn(tmp_path, app=PROBE_APP, args=["--statsd-host", f"127.0.0.1:{port}"]) as g:
+            for _ in range(3):
+                good_request(g.tcp)
+            seen: list[str] = []
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and len(seen) < 3:
+                try:
+                    datagram = statsd.recv(4096).decode()
+                except socket.timeout:
+                    continue
+                seen += [m for m in datagram.splitlines() if m.startswith("gunicorn.requests:")]
+    assert len(seen) == 3, seen
+
+
 @every_worker
 def test_e7_gunicorn_serving_tls_sets_https(tmp_path, worker):
     """E7: when gunicorn serves TLS itself (--certfile/--keyfile), wsgi.url_scheme is https;

@@ -8,6 +8,7 @@ import os
 import socket
 from typing import Any
 
+from gunicorn import glogging
 from gunicorn.workers import sync
 
 from gunicorn_uwsgi import _native
@@ -26,6 +27,10 @@ def _is_default(cfg: Any, hook: str) -> bool:
 
 
 def _access_log_enabled(log: Any, cfg: Any) -> bool:
+    """Whether gunicorn's logger does anything per request: an access log, or a logger class
+    of its own (statsd's counts every request in ``access``)."""
+    if type(log).access is not glogging.Logger.access:
+        return True
     enabled = getattr(log, "access_log_enabled", None)
     if enabled is not None:
         return bool(enabled)
