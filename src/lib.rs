@@ -17,6 +17,9 @@ pub mod response;
 pub mod server;
 pub mod vars;
 
+#[cfg(test)]
+mod proptests;
+
 use pyo3::prelude::*;
 
 #[pymodule]
