@@ -145,24 +145,7 @@ def test_sdist_builds(tmp_path: Path) -> None:
 # -- clean installs, one per gunicorn version ------------------------------------------------
 
 
-#: Known failures, each a bug in the package that the marker documents; ``strict``: the test
-#: fails once the bug is fixed, so that the marker is removed with it.
-KNOWN_BUGS = {
-    "23.0.0": (
-        "errors.py: with no gunicorn.uwsgi module (gunicorn 23), _base() returns UWSGIError, so "
-        "`class InvalidUWSGIHeader(UWSGIError, UWSGIError)` raises 'duplicate base class' and "
-        "gunicorn_uwsgi does not import"
-    ),
-}
-
-
-def _version_param(name: str) -> object:
-    if name in KNOWN_BUGS:
-        return pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=KNOWN_BUGS[name]))
-    return name
-
-
-@pytest.fixture(scope="module", params=[_version_param(v) for v in [*GUNICORN_VERSIONS, LATEST]])
+@pytest.fixture(scope="module", params=[*GUNICORN_VERSIONS, LATEST])
 def env(request: pytest.FixtureRequest, wheel: Path) -> Iterator[tuple[str, Path, dict]]:
     python = matrix_venv(request.param, wheel)
     yield request.param, python, describe(python)

@@ -36,7 +36,7 @@ class UWSGIError(_base("UWSGIParseException", Exception)):  # type: ignore[misc]
         return self.msg
 
 
-class InvalidUWSGIHeader(UWSGIError, _base("InvalidUWSGIHeader", UWSGIError)):  # type: ignore[misc]
+class InvalidUWSGIHeader(UWSGIError, _base("InvalidUWSGIHeader", object)):  # type: ignore[misc]
     """Malformed framing or vars (F3, V2, V3, V5, V6): 400."""
 
     code = 400
@@ -50,7 +50,7 @@ class ForeignProtocol(InvalidUWSGIHeader):
     """The front end sent HTTP or TLS to the uwsgi port (F7): 400."""
 
 
-class UnsupportedModifier(UWSGIError, _base("UnsupportedModifier", UWSGIError)):  # type: ignore[misc]
+class UnsupportedModifier(UWSGIError, _base("UnsupportedModifier", object)):  # type: ignore[misc]
     """modifier1 other than 0 or 30 (F4): 501."""
 
     code = 501
@@ -64,7 +64,7 @@ class UnsupportedModifier(UWSGIError, _base("UnsupportedModifier", UWSGIError)):
         self.code = 501
 
 
-class ForbiddenUWSGIRequest(UWSGIError, _base("ForbiddenUWSGIRequest", UWSGIError)):  # type: ignore[misc]
+class ForbiddenUWSGIRequest(UWSGIError, _base("ForbiddenUWSGIRequest", object)):  # type: ignore[misc]
     """The peer is not in ``uwsgi_allow_ips`` (A4): 403."""
 
     code = 403
