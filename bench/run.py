@@ -212,6 +212,9 @@ class Sample:
     p99_ms: float
     errors: int
     rss_kib: int
+    #: RSS change over the measured run, in percent of the RSS after the warm-up.
+    rss_growth: float
+    requests: int
 
 
 def _ms(text: str) -> float:
@@ -290,15 +293,19 @@ def run_case(case: Case, servers, rounds, duration, connections, tmp: Path) -> N
                 url = f"http://127.0.0.1:{nginx.port}/"
                 run_wrk(url, 1, connections, script)  # warm-up
                 before = cpu_seconds(server.worker)
+                rss_before = rss_kib(server.worker)
                 result = run_wrk(url, duration, connections, script)
                 after = cpu_seconds(server.worker)
+                rss_after = rss_kib(server.worker)
                 sample = Sample(
                     rps=result["requests"] / duration,
                     cpu_us=(after - before) / max(result["requests"], 1) * 1e6,
                     p50_ms=result["p50"],
                     p99_ms=result["p99"],
                     errors=result["errors"],
-                    rss_kib=rss_kib(server.worker),
+                    rss_kib=rss_after,
+                    rss_growth=(rss_after - rss_before) / max(rss_before, 1) * 100,
+                    requests=result["requests"],
                 )
                 case.samples.setdefault(kind, []).append(sample)
                 print(
@@ -370,8 +377,8 @@ def report(in_process, cases: list[Case], args) -> str:
         "with the uWSGI server measured in the same run.",
         "",
         "| app | transport | server | req/s | CPU µs/req | ratio vs uWSGI | p50 ms | p99 ms "
-        "| errors | RSS MiB |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| errors | RSS MiB | RSS growth (requests) |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for case in cases:
         base = median([s.cpu_us for s in case.samples.get("uwsgi", [])])
@@ -387,7 +394,9 @@ def report(in_process, cases: list[Case], args) -> str:
                 f"| {median([s.p50_ms for s in samples]):.2f} "
                 f"| {median([s.p99_ms for s in samples]):.2f} "
                 f"| {sum(s.errors for s in samples)} "
-                f"| {median([s.rss_kib for s in samples]) / 1024:.1f} |"
+                f"| {median([s.rss_kib for s in samples]) / 1024:.1f} "
+                f"| {max(s.rss_growth for s in samples):+.1f} % "
+                f"({max(s.requests for s in samples)}) |"
             )
     return "\n".join(lines) + "\n"
 
