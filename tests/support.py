@@ -30,6 +30,25 @@ Address = Union[tuple, str]  # (host, port) for TCP, a path for a unix socket
 Pair = tuple[Union[bytes, str], Union[bytes, str]]
 
 
+#: The vars the server interprets itself: a repeat of any is refused (V3).
+CONTROL_VARS = [
+    "REQUEST_METHOD",
+    "CONTENT_LENGTH",
+    "CONTENT_TYPE",
+    "PATH_INFO",
+    "SCRIPT_NAME",
+    "QUERY_STRING",
+    "REQUEST_URI",
+    "REMOTE_ADDR",
+    "REMOTE_PORT",
+    "HTTPS",
+    "UWSGI_SCHEME",
+    "SERVER_PROTOCOL",
+    "SERVER_NAME",
+    "SERVER_PORT",
+]
+
+
 # -- packets ---------------------------------------------------------------------------------
 
 

@@ -10,7 +10,7 @@ import struct
 import pytest
 
 from gunicorn_uwsgi import _native, errors
-from support import nginx_vars, packet, vector
+from support import CONTROL_VARS, nginx_vars, packet, vector
 
 VECTORS = (
     "nginx-get-browser.bin",
@@ -218,25 +218,7 @@ def test_v3_repeated_headers_joined():
     assert h.get("HTTP_ACCEPT") == "a, b, c"
 
 
-@pytest.mark.parametrize(
-    "key",
-    [
-        "REQUEST_METHOD",
-        "CONTENT_LENGTH",
-        "CONTENT_TYPE",
-        "PATH_INFO",
-        "SCRIPT_NAME",
-        "QUERY_STRING",
-        "REQUEST_URI",
-        "REMOTE_ADDR",
-        "REMOTE_PORT",
-        "HTTPS",
-        "UWSGI_SCHEME",
-        "SERVER_PROTOCOL",
-        "SERVER_NAME",
-        "SERVER_PORT",
-    ],
-)
+@pytest.mark.parametrize("key", CONTROL_VARS)
 def test_v3_repeated_control_var_is_400(key):
     value = "GET" if key == "REQUEST_METHOD" else ("1" if key == "CONTENT_LENGTH" else "x")
     pairs = [("REQUEST_METHOD", "GET"), (key, value)]

@@ -31,6 +31,7 @@ from e2e_helpers import (
 )
 
 from support import (
+    CONTROL_VARS,
     TESTS,
     WORKERS,
     Gunicorn,
@@ -386,24 +387,6 @@ def test_v3_repeated_http_vars_are_joined(server, address):
     assert env["HTTP_ACCEPT"] == "text/html, application/json"
     assert env["HTTP_X_MULTI"] == "a, b, c"
     assert env["HTTP_COOKIE"] == "a=1; b=2"
-
-
-CONTROL_VARS = [
-    "REQUEST_METHOD",
-    "CONTENT_LENGTH",
-    "CONTENT_TYPE",
-    "PATH_INFO",
-    "SCRIPT_NAME",
-    "QUERY_STRING",
-    "REQUEST_URI",
-    "REMOTE_ADDR",
-    "REMOTE_PORT",
-    "HTTPS",
-    "UWSGI_SCHEME",
-    "SERVER_PROTOCOL",
-    "SERVER_NAME",
-    "SERVER_PORT",
-]
 
 
 @pytest.mark.parametrize("name", CONTROL_VARS)

@@ -38,7 +38,7 @@ def make_environ(
         peer_addr,
         peer_port,
         settings.script_name,
-        settings.secure_headers_for(client) if settings.secure_headers else None,
+        settings.secure_headers_for(client),
         settings.is_ssl,
         server,
     )

@@ -4,12 +4,11 @@ with ``settings.configure``: no database, no CSRF middleware."""
 from __future__ import annotations
 
 import hashlib
-import os
 import tempfile
-import time
-from collections.abc import Iterator
 
 from django.conf import settings
+
+from apps.gate import gated_chunks
 
 settings.configure(
     DEBUG=False,
@@ -61,15 +60,7 @@ def stream(request: HttpRequest) -> StreamingHttpResponse:
     """Three chunks; after the first, waits (at most 10 s) for the file named by ``gate``."""
     gate = request.GET.get("gate", "")
 
-    def generate() -> Iterator[bytes]:
-        yield b"first\n"
-        deadline = time.monotonic() + 10
-        while gate and not os.path.exists(gate) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        yield b"second\n"
-        yield b"third\n"
-
-    return StreamingHttpResponse(generate(), content_type="text/plain")
+    return StreamingHttpResponse(gated_chunks(gate), content_type="text/plain")
 
 
 def go(request: HttpRequest) -> HttpResponseRedirect:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import time
-from collections.abc import Iterator
 
 from flask import Flask, Response, redirect, request, stream_with_context, url_for
+
+from apps.gate import gated_chunks
 
 app = Flask(__name__)
 
@@ -35,15 +34,7 @@ def stream() -> Response:
     exist, so the client can prove it received the first chunk before the last was produced."""
     gate = request.args.get("gate", "")
 
-    def generate() -> Iterator[bytes]:
-        yield b"first\n"
-        deadline = time.monotonic() + 10
-        while gate and not os.path.exists(gate) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        yield b"second\n"
-        yield b"third\n"
-
-    return Response(stream_with_context(generate()), mimetype="text/plain")
+    return Response(stream_with_context(gated_chunks(gate)), mimetype="text/plain")
 
 
 @app.get("/redirect")
