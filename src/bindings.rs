@@ -58,10 +58,15 @@ pub struct Head {
 }
 
 impl Head {
-    fn control<'py>(&self, py: Python<'py>, which: Control) -> Option<Bound<'py, PyString>> {
+    fn control<'py>(
+        &self,
+        py: Python<'py>,
+        which: Control,
+    ) -> PyResult<Option<Bound<'py, PyString>>> {
         self.head
             .control_value(&self.block, which)
             .map(|v| environ::latin1(py, v))
+            .transpose()
     }
 }
 
@@ -89,7 +94,7 @@ impl Head {
     }
 
     #[getter]
-    fn method<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyString>> {
+    fn method<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyString>>> {
         self.control(py, Control::RequestMethod)
     }
 
@@ -105,16 +110,20 @@ impl Head {
         py: Python<'py>,
         name: &str,
         default: Option<Bound<'py, PyAny>>,
-    ) -> Option<Bound<'py, PyAny>> {
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
         let key = name.as_bytes();
         let found = self
             .head
             .vars
             .iter()
             .rev()
-            .find(|v| !v.shadowed && slice(&self.block, v.raw.key) == key)
-            .map(|v| environ::var_value(py, &self.block, &self.head.vars, v).into_any());
-        found.or(default)
+            .find(|v| !v.shadowed && slice(&self.block, v.raw.key) == key);
+        match found {
+            Some(v) => Ok(Some(
+                environ::var_value(py, &self.block, &self.head.vars, v)?.into_any(),
+            )),
+            None => Ok(default),
+        }
     }
 
     /// All vars as a dict of str (latin-1), repeated headers joined (V3).
@@ -122,8 +131,8 @@ impl Head {
         let out = PyDict::new(py);
         for var in self.head.vars.iter().filter(|v| !v.shadowed) {
             out.set_item(
-                environ::key_string(py, slice(&self.block, var.raw.key)),
-                environ::var_value(py, &self.block, &self.head.vars, var),
+                environ::key_string(py, slice(&self.block, var.raw.key))?,
+                environ::var_value(py, &self.block, &self.head.vars, var)?,
             )?;
         }
         Ok(out)
@@ -151,8 +160,8 @@ impl Head {
                 }
                 _ => continue,
             };
-            let value = environ::latin1(py, slice(&self.block, var.raw.value));
-            out.append((environ::latin1(py, &name), value))?;
+            let value = environ::latin1(py, slice(&self.block, var.raw.value))?;
+            out.append((environ::latin1(py, &name)?, value))?;
         }
         Ok(out)
     }

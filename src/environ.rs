@@ -86,6 +86,14 @@ const WSGI_INPUT: usize = 43;
 const GUNICORN_SOCKET: usize = 44;
 const URL_SCHEME: usize = 45;
 
+/// Keys whose values change with nearly every request: not worth a cache slot (and a cookie or
+/// credential is not kept past its request).
+const UNCACHED: &[usize] = &[0, 4, 5, 11, 21, 25, 28, 31, 32, 40, RAW_URI];
+
+fn is_cached(idx: usize) -> bool {
+    !UNCACHED.contains(&idx)
+}
+
 static KEYS: PyOnceLock<Vec<Py<PyString>>> = PyOnceLock::new();
 
 fn keys(py: Python<'_>) -> &[Py<PyString>] {
@@ -124,23 +132,14 @@ fn control_key(c: Control) -> usize {
 }
 
 /// A var name as a Python string: interned for the usual names. Names are printable ASCII (V2).
-pub fn key_string<'py>(py: Python<'py>, key: &[u8]) -> Bound<'py, PyString> {
+pub fn key_string<'py>(py: Python<'py>, key: &[u8]) -> PyResult<Bound<'py, PyString>> {
     match key_index(key) {
-        Some(i) => known_key(py, i),
+        Some(i) => Ok(known_key(py, i)),
         None => latin1(py, key),
     }
 }
 
-/// Decodes latin-1 bytes to a Python string (V1): every byte is the code point of the same value.
-pub fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
-    if bytes.is_ascii() {
-        if let Ok(s) = std::str::from_utf8(bytes) {
-            return PyString::new(py, s);
-        }
-    }
-    let s: String = bytes.iter().map(|&b| char::from(b)).collect();
-    PyString::new(py, &s)
-}
+pub use crate::pystr::latin1;
 
 fn joiner(key: &[u8]) -> &'static [u8] {
     if key == b"HTTP_COOKIE" {
@@ -156,7 +155,7 @@ pub fn var_value<'py>(
     block: &[u8],
     vars: &[Var],
     var: &Var,
-) -> Bound<'py, PyString> {
+) -> PyResult<Bound<'py, PyString>> {
     let value = slice(block, var.raw.value);
     if var.next_repeat == NONE {
         return latin1(py, value);
@@ -262,9 +261,9 @@ fn server_fallback(
                             s.call_method1("decode", ("latin-1",))?
                         }
                         Some(s) if !s.is_none() => s.str()?.into_any(),
-                        _ => PyString::intern(py, "").into_any(),
+                        _ => pyo3::intern!(py, "").clone().into_any(),
                     };
-                    (path, PyString::intern(py, "").into_any())
+                    (path, pyo3::intern!(py, "").clone().into_any())
                 } else {
                     let scheme: String = match env.get_item(known_key(py, URL_SCHEME))? {
                         Some(s) => s.extract()?,
@@ -280,8 +279,13 @@ fn server_fallback(
                         ),
                         None => (
                             PyString::new(py, &host).into_any(),
-                            PyString::intern(py, if scheme == "https" { "443" } else { "80" })
-                                .into_any(),
+                            (if scheme == "https" {
+                                pyo3::intern!(py, "443")
+                            } else {
+                                pyo3::intern!(py, "80")
+                            })
+                            .clone()
+                            .into_any(),
                         ),
                     }
                 }
@@ -304,17 +308,31 @@ pub fn build<'py>(
     ctx: &Context<'_, 'py>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let env = ctx.base.copy()?;
-    for var in head.vars.iter() {
-        if var.shadowed {
-            continue;
+    crate::pystr::with_cache(|mut cache| -> PyResult<()> {
+        for var in head.vars.iter() {
+            if var.shadowed {
+                continue;
+            }
+            let raw_key = slice(block, var.raw.key);
+            let idx = match var.kind {
+                Kind::HiddenHttp | Kind::Reserved => continue,
+                Kind::Control(c) => Some(control_key(c)),
+                Kind::Http | Kind::Other => key_index(raw_key),
+            };
+            let key = match idx {
+                Some(i) => known_key(py, i),
+                None => latin1(py, raw_key)?,
+            };
+            let value = match (idx, cache.as_deref_mut()) {
+                (Some(i), Some(cache)) if var.next_repeat == NONE && is_cached(i) => {
+                    cache.get(py, i, slice(block, var.raw.value))?
+                }
+                _ => var_value(py, block, &head.vars, var)?,
+            };
+            env.set_item(key, value)?;
         }
-        let key = match var.kind {
-            Kind::HiddenHttp | Kind::Reserved => continue,
-            Kind::Control(c) => known_key(py, control_key(c)),
-            Kind::Http | Kind::Other => key_string(py, slice(block, var.raw.key)),
-        };
-        env.set_item(key, var_value(py, block, &head.vars, var))?;
-    }
+        Ok(())
+    })?;
 
     // PATH_INFO and SCRIPT_NAME (E2, E3, F4).
     let path = head
@@ -347,26 +365,29 @@ pub fn build<'py>(
         new_script = Some(script);
     }
     if let Some(p) = new_path {
-        env.set_item(known_key(py, control_key(Control::PathInfo)), latin1(py, p))?;
+        env.set_item(
+            known_key(py, control_key(Control::PathInfo)),
+            latin1(py, p)?,
+        )?;
     } else if !head.has(Control::PathInfo) {
         env.set_item(
             known_key(py, control_key(Control::PathInfo)),
-            PyString::intern(py, ""),
+            pyo3::intern!(py, "").clone(),
         )?;
     }
     if let Some(s) = new_script {
         env.set_item(
             known_key(py, control_key(Control::ScriptName)),
-            latin1(py, s),
+            latin1(py, s)?,
         )?;
     } else if script_var.is_none() {
         env.set_item(
             known_key(py, control_key(Control::ScriptName)),
-            PyString::intern(py, ""),
+            pyo3::intern!(py, "").clone(),
         )?;
     }
 
-    let empty = PyString::intern(py, "");
+    let empty = pyo3::intern!(py, "").clone();
     if !head.has(Control::QueryString) {
         env.set_item(known_key(py, control_key(Control::QueryString)), &empty)?;
     }
@@ -386,12 +407,12 @@ pub fn build<'py>(
     if !head.has(Control::ServerProtocol) {
         env.set_item(
             known_key(py, control_key(Control::ServerProtocol)),
-            PyString::intern(py, "HTTP/1.1"),
+            pyo3::intern!(py, "HTTP/1.1").clone(),
         )?;
     }
     // RAW_URI (E6).
     let raw_uri = match head.control_value(block, Control::RequestUri) {
-        Some(uri) => latin1(py, uri),
+        Some(uri) => latin1(py, uri)?,
         None => {
             let mut uri = path.to_vec();
             if let Some(q) = head
@@ -401,13 +422,16 @@ pub fn build<'py>(
                 uri.push(b'?');
                 uri.extend_from_slice(q);
             }
-            latin1(py, &uri)
+            latin1(py, &uri)?
         }
     };
     env.set_item(known_key(py, RAW_URI), raw_uri)?;
     env.set_item(
         known_key(py, URL_SCHEME),
-        PyString::intern(py, url_scheme(head, block, &env, ctx)?),
+        match url_scheme(head, block, &env, ctx)? {
+            "https" => pyo3::intern!(py, "https"),
+            _ => pyo3::intern!(py, "http"),
+        },
     )?;
     if !head.has(Control::ServerName) || !head.has(Control::ServerPort) {
         server_fallback(py, &env, ctx.server)?;
@@ -448,6 +472,27 @@ mod tests {
             assert_eq!(Control::from_key(name.as_bytes()), Some(c), "{name}");
         }
         assert_eq!(key_index(b"HTTP_NOT_LISTED"), None);
+    }
+
+    #[test]
+    fn uncached_keys_are_the_per_request_ones() {
+        let names: Vec<&str> = UNCACHED.iter().map(|&i| KEY_NAMES[i]).collect();
+        assert_eq!(
+            names,
+            [
+                "QUERY_STRING",
+                "REQUEST_URI",
+                "PATH_INFO",
+                "REMOTE_PORT",
+                "HTTP_COOKIE",
+                "HTTP_REFERER",
+                "HTTP_AUTHORIZATION",
+                "HTTP_IF_NONE_MATCH",
+                "HTTP_IF_MODIFIED_SINCE",
+                "HTTP_X_CSRFTOKEN",
+                "RAW_URI",
+            ]
+        );
     }
 
     #[test]

@@ -106,8 +106,8 @@ pub fn wait_readable(fd: BorrowedFd<'_>, millis: i64) -> bool {
         rustix::event::PollFlags::IN,
     )];
     let timeout = rustix::event::Timespec {
-        tv_sec: 0,
-        tv_nsec: millis * 1_000_000,
+        tv_sec: millis.div_euclid(1000),
+        tv_nsec: millis.rem_euclid(1000) * 1_000_000,
     };
     matches!(rustix::event::poll(&mut fds, Some(&timeout)), Ok(n) if n > 0)
 }

@@ -47,6 +47,9 @@ const EAGER_BODY: u64 = 1 << 20;
 
 /// How long the fast path waits for the next segment of a packet before handing it over.
 const FOLLOW_UP_MS: i64 = 2;
+/// How long a batch waits for the next connection before handing the loop back to gunicorn
+/// (a signal ends the wait at once).
+const ACCEPT_WAIT_MS: i64 = 50;
 
 /// `(fd, peer, bytes already read)` for the Python path.
 type Handoff<'py> = (RawFd, Bound<'py, PyAny>, Bound<'py, PyBytes>);
@@ -58,7 +61,7 @@ fn peer_tuple<'py>(py: Python<'py>, peer: Peer) -> PyResult<Bound<'py, PyAny>> {
         Peer::Ip(addr) => (addr.ip().to_string(), addr.port())
             .into_pyobject(py)
             .map(Bound::into_any),
-        Peer::Unix => Ok(PyString::intern(py, "").into_any()),
+        Peer::Unix => Ok(pyo3::intern!(py, "").clone().into_any()),
     }
 }
 
@@ -151,9 +154,21 @@ impl FastServer {
                 "invalid listener descriptor",
             ));
         };
-        let (fd, peer) = match io::accept(lfd).map_err(|e| crate::exceptions::os_error(&e))? {
-            Accepted::Idle => return Ok(Step::End(outcome::IDLE)),
+        let accept = || io::accept(lfd).map_err(|e| crate::exceptions::os_error(&e));
+        let (fd, peer) = match accept()? {
             Accepted::Conn(fd, peer) => (fd, peer),
+            // Between two of nginx's connections: wait for the next one here, without the GIL,
+            // rather than going round gunicorn's loop for each (one try after the wait, so
+            // that workers sharing the listener still come back to the loop).
+            Accepted::Idle => {
+                if !py.detach(|| io::wait_readable(lfd, ACCEPT_WAIT_MS)) {
+                    return Ok(Step::End(outcome::IDLE));
+                }
+                match accept()? {
+                    Accepted::Conn(fd, peer) => (fd, peer),
+                    Accepted::Idle => return Ok(Step::End(outcome::IDLE)),
+                }
+            }
         };
         if peer.ip().is_some_and(|ip| !self.allow.allows(ip)) {
             self.handoff = Some((fd, peer, Vec::new()));
@@ -215,8 +230,8 @@ impl FastServer {
                 PyString::new(py, &a.port().to_string()).into_any(),
             ),
             Peer::Unix => (
-                PyString::intern(py, "").into_any(),
-                PyString::intern(py, "").into_any(),
+                pyo3::intern!(py, "").clone().into_any(),
+                pyo3::intern!(py, "").clone().into_any(),
             ),
         };
         let trusted = peer.ip().is_none_or(|ip| self.forwarded.allows(ip));
@@ -244,8 +259,8 @@ impl FastServer {
                 .unwrap_or_default();
             debug.bind(py).call1((
                 "%s %s",
-                environ::latin1(py, method),
-                environ::latin1(py, path),
+                environ::latin1(py, method)?,
+                environ::latin1(py, path)?,
             ))?;
         }
         let raw_fd = conn.get().raw_fd();
@@ -263,7 +278,7 @@ impl FastServer {
             let out = self
                 .app
                 .bind(py)
-                .call1((env, resp.getattr("start_response")?))?;
+                .call1((env, resp.getattr(pyo3::intern!(py, "start_response"))?))?;
             let written = write_result(py, &resp, &out, self.file_wrapper.bind(py));
             // The iterable's close() is always called (R7).
             let closed =

@@ -218,8 +218,14 @@ fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
+/// Whether a value holds a CR, LF or NUL (a SIMD scan: this is most of the parser's work).
 fn has_line_break(value: &[u8]) -> bool {
-    value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0)
+    memchr::memchr3(b'\r', b'\n', 0, value).is_some()
+}
+
+/// Whether every byte of a name is printable ASCII without space (V2).
+fn is_key(key: &[u8]) -> bool {
+    key.iter().fold(true, |ok, &b| ok & is_key_byte(b))
 }
 
 /// Parses `CONTENT_LENGTH` (V5): absent or empty is 0; else 1–19 ASCII digits.
@@ -300,7 +306,7 @@ pub fn parse_vars(header: Header, block: &[u8], limits: &Limits) -> Result<Head,
         }
         let key = slice(block, raw.key);
         let value = slice(block, raw.value);
-        if !key.iter().all(|&b| is_key_byte(b)) {
+        if !is_key(key) {
             return Err(bad_key(key));
         }
         let kind = Kind::of(key);

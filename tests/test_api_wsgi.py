@@ -918,3 +918,28 @@ def test_x4_environ_from_any_accepted_packet(monkeypatch):
         assert "HTTP_CONTENT_LENGTH" not in env
         assert "HTTP_TRANSFER_ENCODING" not in env
     assert accepted > 100
+
+
+def test_v1_repeated_values_are_decoded_afresh_when_they_change():
+    """V1/E1: values that repeat from request to request (method, protocol, user agent, ...)
+    are shared between environs; a changed value, a longer or shorter one, a non-ASCII one and
+    one too long to share are each decoded for their own request."""
+    rng = random.Random(7)
+    agents = [b"curl/8.0", b"curl/8.0", b"Mozilla/5.0", b"", b"x" * 400, b"caf\xe9", b"curl/8"]
+    agents += [
+        bytes(rng.choice(b"abc\xe9 ") for _ in range(rng.randrange(0, 200))) for _ in range(50)
+    ]
+    for agent in agents:
+        method = rng.choice([b"GET", b"POST", b"PUT", b"GETX"])
+        env = environ(
+            [
+                ("REQUEST_METHOD", method),
+                ("SERVER_NAME", agent[:20]),
+                ("HTTP_USER_AGENT", agent),
+                ("DOCUMENT_ROOT", agent[::-1]),
+            ]
+        )
+        assert env["REQUEST_METHOD"] == method.decode("latin-1")
+        assert env["HTTP_USER_AGENT"] == agent.decode("latin-1")
+        assert env["SERVER_NAME"] == agent[:20].decode("latin-1")
+        assert env["DOCUMENT_ROOT"] == agent[::-1].decode("latin-1")

@@ -53,9 +53,11 @@ class SyncWorker(UWSGIWorkerMixin, sync.SyncWorker):
     """
 
     fast: Any = None
+    _listener_info: dict[Any, tuple[int, int, Any]]
 
     def run(self) -> None:
         self.set_socket_timeouts()
+        self._listener_info = {}
         self.fast = self.fast_server()
         super().run()
 
@@ -97,10 +99,8 @@ class SyncWorker(UWSGIWorkerMixin, sync.SyncWorker):
             self.handle(listener, client, addr)
             return
         # A batch: gunicorn's loop comes back between batches to beat the heartbeat.
-        limit = min(BATCH, self.max_requests - self.nr)
-        outcome = fast.serve(
-            listener.fileno(), listener.family, self.sockname(listener), self, limit
-        )
+        left = self.max_requests - self.nr
+        outcome = fast.serve(*self.listener_info(listener), self, BATCH if left > BATCH else left)
         if fast.served:
             self.count_request(fast.served)
         if outcome == IDLE:
@@ -122,6 +122,16 @@ class SyncWorker(UWSGIWorkerMixin, sync.SyncWorker):
         elif outcome == STALLED:
             addr = fast.take_peer()
             self.connection_error(addr, PeerTimeout(self.uwsgi.timeout, "request bytes"))
+
+    def listener_info(self, listener: Any) -> tuple[int, int, Any]:
+        """``(fileno, family, getsockname())`` of a listener, looked up once: gunicorn's socket
+        wrappers answer these through ``__getattr__``."""
+        try:
+            return self._listener_info[listener]
+        except KeyError:
+            info = (listener.fileno(), listener.family, self.sockname(listener))
+            self._listener_info[listener] = info
+            return info
 
     def handle(self, listener: Any, client: Any, addr: Any, data: bytes = b"") -> None:
         self.handle_connection(listener, client, addr, data)
