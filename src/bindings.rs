@@ -53,12 +53,22 @@ impl Limits {
 /// A validated uwsgi request head: the header and the vars block.
 #[pyclass(frozen, module = "gunicorn_uwsgi._native")]
 pub struct Head {
-    head: vars::Head,
-    block: Vec<u8>,
+    pub(crate) head: vars::Head,
+    pub(crate) block: Vec<u8>,
 }
 
 impl Head {
-    fn control<'py>(
+    /// A validated head over its vars block.
+    pub(crate) fn new(head: vars::Head, block: Vec<u8>) -> Self {
+        Self { head, block }
+    }
+
+    /// A control var's bytes, if it was sent.
+    pub(crate) fn control_bytes(&self, which: Control) -> Option<&[u8]> {
+        self.head.control_value(&self.block, which)
+    }
+
+    pub(crate) fn control<'py>(
         &self,
         py: Python<'py>,
         which: Control,
@@ -127,7 +137,7 @@ impl Head {
     }
 
     /// All vars as a dict of str (latin-1), repeated headers joined (V3).
-    fn vars<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+    pub(crate) fn vars<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let out = PyDict::new(py);
         for var in self.head.vars.iter().filter(|v| !v.shadowed) {
             out.set_item(
@@ -139,7 +149,7 @@ impl Head {
     }
 
     /// The request headers as gunicorn lists them: `(NAME, value)` pairs, `HTTP_X_Y` as `X-Y`.
-    fn headers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+    pub(crate) fn headers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let out = PyList::empty(py);
         for var in self.head.vars.iter() {
             let key = slice(&self.block, var.raw.key);
@@ -240,7 +250,7 @@ impl AllowList {
 
     /// Whether a peer may send requests: an `(host, port, ...)` tuple for TCP; anything else
     /// (a unix socket's `''` or path) is always allowed (A3).
-    fn allows(&self, peer: &Bound<'_, PyAny>) -> PyResult<bool> {
+    pub(crate) fn allows(&self, peer: &Bound<'_, PyAny>) -> PyResult<bool> {
         let Ok(tuple) = peer.cast::<PyTuple>() else {
             return Ok(true);
         };

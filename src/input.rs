@@ -11,6 +11,7 @@ use pyo3::types::{PyBytes, PyList};
 pub struct BytesInput {
     data: Py<PyBytes>,
     pos: usize,
+    overflow: bool,
 }
 
 impl BytesInput {
@@ -18,6 +19,15 @@ impl BytesInput {
         Self {
             data: data.unbind(),
             pos: 0,
+            overflow: false,
+        }
+    }
+
+    /// The body, with bytes past it on the connection (never parsed, F5).
+    pub fn with_overflow(data: Bound<'_, PyBytes>, overflow: bool) -> Self {
+        Self {
+            overflow,
+            ..Self::new(data)
         }
     }
 
@@ -111,9 +121,9 @@ impl BytesInput {
         true
     }
 
-    /// No bytes followed the body.
+    /// Bytes followed the body in what was received (they are never parsed, F5).
     #[getter]
     fn overflow(&self) -> bool {
-        false
+        self.overflow
     }
 }

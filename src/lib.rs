@@ -13,6 +13,7 @@ pub mod framing;
 pub mod input;
 pub mod io;
 pub mod pystr;
+pub mod request;
 pub mod respond;
 pub mod response;
 pub mod server;
@@ -31,6 +32,8 @@ mod _native {
     use crate::connection::Connection;
     #[pymodule_export]
     use crate::input::BytesInput;
+    #[pymodule_export]
+    use crate::request::{request, EnvironSettings, Request};
     #[pymodule_export]
     use crate::respond::{write_result, Response};
     #[pymodule_export]

@@ -10,13 +10,16 @@ __all__ = [
     "AllowList",
     "BytesInput",
     "Connection",
+    "EnvironSettings",
     "FastServer",
     "Head",
     "Limits",
     "Response",
+    "UWSGIRequest",
     "__version__",
     "error_response",
     "parse",
+    "request",
     "response_head",
     "write_result",
 ]
@@ -72,6 +75,76 @@ class Head:
         is_ssl: bool,
         server: Any = None,
     ) -> dict[str, Any]: ...
+
+@final
+class EnvironSettings:
+    """What the environ takes from gunicorn's settings, compiled once per worker."""
+
+    def __new__(
+        cls,
+        base: dict[str, Any],
+        script_name: str,
+        secure_headers: dict[str, str] | None,
+        forwarded: AllowList,
+        is_ssl: bool,
+    ) -> EnvironSettings: ...
+
+@final
+class UWSGIRequest:
+    """One uwsgi request, with gunicorn's request attributes (G3)."""
+
+    body: Any
+    peer_addr: Any
+    req_number: int
+    scheme: str
+    must_close: bool
+    def __new__(
+        cls,
+        head: Head,
+        body: Any,
+        peer_addr: Any,
+        req_number: int = 1,
+        scheme: str | None = None,
+    ) -> UWSGIRequest: ...
+    def environ(
+        self, settings: EnvironSettings, sock: Any, client: Any, server: Any
+    ) -> dict[str, Any]: ...
+    @property
+    def head(self) -> Head: ...
+    @property
+    def method(self) -> str: ...
+    @property
+    def modifier1(self) -> int: ...
+    @property
+    def modifier2(self) -> int: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def query(self) -> str: ...
+    @property
+    def uri(self) -> str: ...
+    @property
+    def raw_path(self) -> bytes: ...
+    @property
+    def version(self) -> tuple[int, int]: ...
+    @property
+    def remote_addr(self) -> Any: ...
+    @property
+    def headers(self) -> list[tuple[str, str]]: ...
+    @property
+    def uwsgi_vars(self) -> dict[str, str]: ...
+    @property
+    def fragment(self) -> str: ...
+    @property
+    def trailers(self) -> list[tuple[str, str]]: ...
+    @property
+    def proxy_protocol_info(self) -> None: ...
+    @property
+    def _expected_100_continue(self) -> bool: ...
+    def should_close(self) -> bool: ...
+    def force_close(self) -> None: ...
+
+def request(data: bytes, limits: Limits, peer: Any, req_number: int = 1) -> UWSGIRequest | int: ...
 
 @final
 class AllowList:

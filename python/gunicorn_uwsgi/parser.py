@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, cast
 
 from gunicorn_uwsgi import _native
 from gunicorn_uwsgi.body import Body, WaitBudget
@@ -15,6 +15,7 @@ from gunicorn_uwsgi.settings import ProtocolSettings, settings_for
 RECV_SIZE = 65536
 
 _parse = _native.parse
+_request = _native.request
 
 
 def read_request(
@@ -27,24 +28,34 @@ def read_request(
     ``gunicorn_uwsgi.errors`` protocol error for a refused packet, ``ClientDisconnected`` when
     the peer hangs up mid-head and ``PeerTimeout`` when it stalls (F8).
     """
-    budget = WaitBudget(settings.timeout)
-    data = initial or budget.recv(source, RECV_SIZE, "head bytes", bound=False)
+    budget = None
+    data = initial
     if not data:
-        return None
-    head = _parse(data, settings.limits)
-    if isinstance(head, int):
-        head, data = _read_rest(source, data, head, settings, budget)
-    size = head.head_size
-    body = Body(source, data[size:], head.content_length, settings.timeout, budget)
-    return UWSGIRequest(head, body, peer, req_number)
+        budget = WaitBudget(settings.timeout)
+        data = budget.recv(source, RECV_SIZE, "head bytes", bound=False)
+        if not data:
+            return None
+    req = _request(data, settings.limits, peer, req_number)
+    if isinstance(req, int):
+        if budget is None:
+            budget = WaitBudget(settings.timeout)
+        data = _read_rest(source, data, req, settings.limits, budget)
+        # The head is whole now: this parse returns the request.
+        req = cast(UWSGIRequest, _request(data, settings.limits, peer, req_number))
+    if req.body is None:  # the body is still on the wire: read as the application asks (B2)
+        head = req.head
+        rest = data[head.head_size :]
+        req.body = Body(source, rest, head.content_length, settings.timeout, budget)
+    return req
 
 
 def _read_rest(
-    source: Any, data: bytes, need: int, settings: ProtocolSettings, budget: WaitBudget
-) -> tuple[_native.Head, bytes]:
+    source: Any, data: bytes, need: int, limits: _native.Limits, budget: WaitBudget
+) -> bytes:
     """The slow path: the head arrived in several segments (F2). Each byte is copied at most a
     few times whatever the segmentation, and the peer may keep us waiting for the whole head
-    (and then the body) only as long as the read timeout."""
+    (and then the body) only as long as the read timeout. Returns the bytes received, the whole
+    head among them."""
     chunks = [data]
     have = len(data)
     while True:
@@ -56,14 +67,16 @@ def _read_rest(
             have += len(chunk)
         data = b"".join(chunks)
         chunks = [data]
-        result = _parse(data, settings.limits)
+        result = _parse(data, limits)
         if not isinstance(result, int):
-            return result, data
+            return data
         need = result
 
 
 class _IterSource:
     """``recv`` over an iterable of byte strings, for the parser's non-socket sources."""
+
+    __slots__ = ("_it",)
 
     def __init__(self, iterable: Iterable[bytes]) -> None:
         self._it = iter(iterable)
@@ -95,9 +108,16 @@ class UWSGIParser:
         if self._done:
             raise StopIteration
         self._done = True
-        if not self.settings.allow.allows(self.source_addr):
+        settings = self.settings
+        if not settings.allow.allows(self.source_addr):
             raise ForbiddenUWSGIRequest(str(self.source_addr[0]))
-        req = read_request(self.source, self.source_addr, self.settings)
+        source = self.source
+        initial = b""
+        if type(source) is _IterSource:  # nothing to wait for: no read timeout to keep
+            initial = source.recv(RECV_SIZE)
+            if not initial:
+                raise StopIteration
+        req = read_request(source, self.source_addr, settings, 1, initial)
         if req is None:
             raise StopIteration
         self.mesg = req

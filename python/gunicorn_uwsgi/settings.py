@@ -65,11 +65,12 @@ class ProtocolSettings:
         base["wsgi.multithread"] = multithread
         base["wsgi.early_hints"] = _no_early_hints
         self.base_environ = base
-
-    @property
-    def script_name(self) -> str:
-        """gunicorn's ``SCRIPT_NAME`` environment variable (E3)."""
-        return os.environ.get("SCRIPT_NAME", "")
+        #: gunicorn's ``SCRIPT_NAME`` environment variable (E3), read when the worker starts.
+        self.script_name: str = os.environ.get("SCRIPT_NAME", "")
+        #: The same, compiled for the Rust environ builder.
+        self.environ = _native.EnvironSettings(
+            base, self.script_name, self.secure_headers or None, self.forwarded, self.is_ssl
+        )
 
     def secure_headers_for(self, peer: Any) -> dict[str, str] | None:
         """The secure-scheme headers a peer may set: all when gunicorn trusts it (E7)."""
@@ -81,8 +82,21 @@ class ProtocolSettings:
 _cache: weakref.WeakKeyDictionary[Any, ProtocolSettings] = weakref.WeakKeyDictionary()
 
 
+_last: tuple[Any, ProtocolSettings] | None = None
+
+
 def settings_for(cfg: Any) -> ProtocolSettings:
     """The settings compiled for ``cfg``, made on first use (for the public parser API)."""
+    global _last
+    last = _last
+    if last is not None and last[0] is cfg:
+        return last[1]
+    settings = _compiled(cfg)
+    _last = (cfg, settings)
+    return settings
+
+
+def _compiled(cfg: Any) -> ProtocolSettings:
     try:
         return _cache[cfg]
     except (KeyError, TypeError):

@@ -26,23 +26,8 @@ def make_environ(
     server: Any,
     settings: ProtocolSettings,
 ) -> dict[str, Any]:
-    """The environ for ``req`` (E1-E8)."""
-    if isinstance(client, tuple):
-        peer_addr, peer_port = str(client[0]), str(client[1])
-    else:
-        peer_addr, peer_port = "", ""
-    environ = req.head.environ(
-        settings.base_environ,
-        req.body,
-        sock,
-        peer_addr,
-        peer_port,
-        settings.script_name,
-        settings.secure_headers_for(client),
-        settings.is_ssl,
-        server,
-    )
-    req.scheme = environ["wsgi.url_scheme"]
+    """The environ for ``req`` (E1-E8); sets ``req.scheme``."""
+    environ: dict[str, Any] = req.environ(settings.environ, sock, client, server)
     return environ
 
 
@@ -57,5 +42,5 @@ def create(
     """``(response, environ)`` for a request, like ``gunicorn.http.wsgi.create``."""
     if settings is None:
         settings = settings_for(cfg)
-    environ = make_environ(req, sock, client, server, settings)
+    environ = req.environ(settings.environ, sock, client, server)
     return Response(req, sock, cfg, settings.sendfile), environ
