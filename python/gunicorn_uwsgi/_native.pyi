@@ -149,6 +149,7 @@ class FastServer:
     """The sync worker's request cycle in Rust."""
 
     served: int
+    waited: float
     def __new__(
         cls,
         app: Any,

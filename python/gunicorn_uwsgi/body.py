@@ -29,9 +29,9 @@ class WaitBudget:
 
     __slots__ = ("left", "timeout")
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, spent: float = 0.0) -> None:
         self.timeout = timeout
-        self.left = timeout
+        self.left = timeout - spent
 
     def recv(self, sock: Any, size: int, what: str, bound: bool = True) -> bytes:
         """``sock.recv(size)``, blocking at most the seconds left. ``bound=False`` trusts the

@@ -177,16 +177,20 @@ class UWSGIWorkerMixin:
 
     # -- the connection ------------------------------------------------------------------
 
-    def handle_connection(self, listener: Any, client: Any, addr: Any, data: bytes = b"") -> None:
+    def handle_connection(
+        self, listener: Any, client: Any, addr: Any, data: bytes = b"", waited: float = 0.0
+    ) -> None:
         """One connection, one request (F5): the allow check (A4), the head (starting with
-        ``data``, bytes already read from it), the application and its response, close."""
+        ``data``, bytes already read from it, after the peer kept the worker ``waited``
+        seconds: they count against its read budget, F8), the application and its response,
+        close."""
         req = None
         clean = False
         try:
             if not self.uwsgi.allow.allows(addr):
                 raise ForbiddenUWSGIRequest(str(addr[0]))
             client = self.wrap_client(client)
-            req = read_request(client, addr, self.uwsgi, self.nr + 1, data)
+            req = read_request(client, addr, self.uwsgi, self.nr + 1, data, waited)
             if req is None:
                 self.log.debug("uwsgi peer closed before sending a request")
                 clean = True
@@ -202,6 +206,10 @@ class UWSGIWorkerMixin:
         except BaseException as e:  # the application failed (X2); the worker keeps serving
             self.app_error(req, client, addr, getattr(e, "_uwsgi_response", None))
         finally:
+            # A slow peer may have kept the worker for most of the read budget, and closing
+            # may drain its input for a moment more: the arbiter must not take that for a
+            # stuck worker (F8).
+            self.notify()
             close_connection(client, req, clean)
 
     def wrap_client(self, client: Any) -> Any:
