@@ -455,6 +455,18 @@ def require_nginx() -> str:
     return binary
 
 
+def require_wrk() -> str:
+    """The wrk binary (the load generator of tests/load.py); a missing one fails the test in
+    CI and skips it elsewhere."""
+    binary = shutil.which("wrk")
+    if binary is None:
+        message = "wrk is not installed (apt-get install wrk)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return binary
+
+
 STOCK_UWSGI_PARAMS = """\
 uwsgi_param  QUERY_STRING       $query_string;
 uwsgi_param  REQUEST_METHOD     $request_method;
