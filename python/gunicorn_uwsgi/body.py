@@ -104,6 +104,11 @@ class Body:
         """Whether every body byte has been taken off the connection."""
         return self._left == 0
 
+    @property
+    def unread(self) -> int:
+        """Body bytes still on the connection: announced by ``CONTENT_LENGTH``, never read."""
+        return self._left
+
     def _recv(self, want: int) -> bool:
         """Appends up to ``want`` (at least one) more body bytes to the buffer."""
         if self._left <= 0 or self._sock is None:

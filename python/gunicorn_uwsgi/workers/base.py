@@ -30,8 +30,11 @@ from gunicorn_uwsgi.wsgi import Response, make_environ
 _QUIET_ERRNOS = (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.ESHUTDOWN)
 _TIMEOUT_ERRNOS = (errno.EAGAIN, errno.EWOULDBLOCK, errno.ETIMEDOUT)
 
-#: Bytes read and dropped at most when closing a connection with unread input.
+#: Bytes read and dropped at most when closing a connection with unread input, on top of
+#: the unread rest of the body.
 DRAIN_LIMIT = 1 << 20
+#: Seconds spent at most draining a connection before closing it.
+DRAIN_SECONDS = 1.0
 
 
 def _is_loopback_bind(address: str) -> bool:
@@ -280,17 +283,20 @@ def peer_name(addr: Any) -> str:
 
 def close_connection(client: Any, req: UWSGIRequest | None, clean: bool) -> None:
     """Closes at once when every byte the peer sent was read; else half-closes and drains
-    what is pending (bounded), so unread input does not turn the close into a reset that
-    truncates the response (F5)."""
+    what is pending, so unread input does not turn the close into a reset that truncates or
+    discards the response (F5, B2): the unread rest of the body the peer announced (nginx
+    sends all of it before it reads the answer) and up to ``DRAIN_LIMIT`` more, for
+    ``DRAIN_SECONDS`` at most."""
     if clean and req is not None and req.body.complete and not req.body.overflow:
         client.close()
         return
     try:
         client.shutdown(socket.SHUT_WR)
-        deadline = time.monotonic() + 1.0
+        deadline = time.monotonic() + DRAIN_SECONDS
         drained = 0
+        limit = DRAIN_LIMIT + (req.body.unread if req is not None else 0)
         client.settimeout(0.2)
-        while drained < DRAIN_LIMIT and time.monotonic() < deadline:
+        while drained < limit and time.monotonic() < deadline:
             chunk = client.recv(65536)
             if not chunk:
                 break
