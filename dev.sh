@@ -5,8 +5,9 @@
 #                   gunicorn_uwsgi.SyncWorker, printing a few responses
 #   ./dev.sh test   install what is missing, build, run cargo test, clippy, fmt, ruff and the
 #                   type checks (mypy --strict, stubtest), the docs site (mkdocs build --strict)
-#                   and the whole pytest suite (nginx end-to-end tests, Flask, Django and the
-#                   gunicorn 23-26 matrix included)
+#                   and the whole pytest suite (nginx end-to-end tests, Flask, Django, the
+#                   gunicorn 23-26 matrix, and the wrk soak, fault and scale-out runs included;
+#                   GUNICORN_UWSGI_SOAK_SECONDS sets the soak, 60 s by default)
 #   ./dev.sh bench  the benchmarks (see docs/benchmarks.md)
 set -euo pipefail
 
@@ -38,9 +39,7 @@ ensure_system() {
   command -v cargo >/dev/null || want+=(cargo rustc)
   [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || want+=(nginx)
   [ -f /etc/nginx/uwsgi_params ] || want+=(nginx-common)
-  if [ "${1:-}" = bench ]; then
-    command -v wrk >/dev/null || want+=(wrk)
-  fi
+  command -v wrk >/dev/null || want+=(wrk)    # the load generator of the soak, fault and bench runs
   if [ ${#want[@]} -gt 0 ]; then
     log "installing ${want[*]}"
     apt_install "${want[@]}"
@@ -106,7 +105,7 @@ cmd_test() {
 }
 
 cmd_bench() {
-  ensure_system bench
+  ensure_system
   ensure_venv uwsgi
   build
   "$PY" bench/run.py "$@"

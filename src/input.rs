@@ -121,6 +121,12 @@ impl BytesInput {
         true
     }
 
+    /// Body bytes still on the connection: none, the whole body is here.
+    #[getter]
+    fn unread(&self) -> usize {
+        0
+    }
+
     /// Bytes followed the body in what was received (they are never parsed, F5).
     #[getter]
     fn overflow(&self) -> bool {

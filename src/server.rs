@@ -8,6 +8,7 @@
 //! every rule is implemented once.
 
 use std::os::fd::{AsFd, IntoRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
@@ -51,6 +52,16 @@ const FOLLOW_UP_MS: i64 = 2;
 /// (a signal ends the wait at once).
 const ACCEPT_WAIT_MS: i64 = 50;
 
+/// How long the fast path spends at most collecting the rest of a packet after its first bytes:
+/// a peer still trickling them after that goes to the Python path, whose read budget counts the
+/// time already waited (F8).
+const FOLLOW_UP_BUDGET: Duration = Duration::from_millis(50);
+
+/// How often a batch tells the worker it is alive between connections (`worker.notify()`, itself
+/// rate-limited): slow peers and slow requests served one after the other in one batch must not
+/// look like a stuck worker to the arbiter (F8, G2).
+const BEAT_EVERY: Duration = Duration::from_millis(250);
+
 /// `(fd, peer, bytes already read)` for the Python path.
 type Handoff<'py> = (RawFd, Bound<'py, PyAny>, Bound<'py, PyBytes>);
 /// `(exception, peer, "METHOD URI")` of a failed request.
@@ -93,6 +104,10 @@ pub struct FastServer {
     /// Requests served by the last batch.
     #[pyo3(get)]
     served: usize,
+    /// Seconds the last connection kept the fast path waiting for its bytes: the Python path's
+    /// read budget counts them as spent when the connection is handed over (F8).
+    #[pyo3(get)]
+    waited: f64,
     handoff: Option<(OwnedFd, Peer, Vec<u8>)>,
     error: Option<(PyErr, Peer, String)>,
     peer: Option<Peer>,
@@ -105,7 +120,8 @@ enum Step {
 }
 
 impl FastServer {
-    /// Receives the first bytes: what is ready, else blocking up to `SO_RCVTIMEO` without the GIL.
+    /// Receives the first bytes: what is ready, else blocking up to `SO_RCVTIMEO` without the GIL
+    /// (the time blocked goes into `waited`).
     fn receive(&mut self, py: Python<'_>, fd: &OwnedFd) -> std::io::Result<usize> {
         self.buf.clear();
         let borrowed = fd.as_fd();
@@ -113,14 +129,19 @@ impl FastServer {
             return Ok(n);
         }
         let buf = &mut self.buf;
-        py.detach(|| io::recv_blocking(borrowed, buf, RECV_SIZE))
+        let started = Instant::now();
+        let received = py.detach(|| io::recv_blocking(borrowed, buf, RECV_SIZE));
+        self.waited = started.elapsed().as_secs_f64();
+        received
     }
 
     /// Reads on, without blocking, until the buffer holds exactly a valid head and its whole
     /// body. `None` hands the connection to the Python path: an invalid or refused packet, bytes
-    /// after the body, a body over [`EAGER_BODY`], or bytes that are not there yet — the Python
-    /// path then reads the body lazily, as the application asks for it (B2).
+    /// after the body, a body over [`EAGER_BODY`], or bytes that are not there yet or still
+    /// trickling in after [`FOLLOW_UP_BUDGET`] — the Python path then reads the body lazily, as
+    /// the application asks for it (B2), within what is left of the read budget (F8).
     fn complete_request(&mut self, fd: &OwnedFd) -> Option<vars::Head> {
+        let mut started: Option<Instant> = None;
         loop {
             let need = match vars::parse_head(&self.buf, &self.limits) {
                 Ok(Progress::Done(head)) => {
@@ -137,12 +158,21 @@ impl FastServer {
                 Ok(Progress::NeedMore(n)) => n.saturating_sub(self.buf.len()),
                 Err(_) => return None,
             };
+            let since = *started.get_or_insert_with(Instant::now);
+            let spent = since.elapsed();
+            if spent >= FOLLOW_UP_BUDGET {
+                self.waited += spent.as_secs_f64();
+                return None;
+            }
             match io::recv_ready(fd.as_fd(), &mut self.buf, need.min(1 << 20)) {
                 Ok(Some(n)) if n > 0 => continue,
                 // The rest of a packet nginx is still writing is a moment away; a peer that
                 // streams slowly goes to the Python path, which reads its body lazily.
                 Ok(None) if io::wait_readable(fd.as_fd(), FOLLOW_UP_MS) => continue,
-                _ => return None,
+                _ => {
+                    self.waited += since.elapsed().as_secs_f64();
+                    return None;
+                }
             }
         }
     }
@@ -154,6 +184,7 @@ impl FastServer {
                 "invalid listener descriptor",
             ));
         };
+        self.waited = 0.0;
         let accept = || io::accept(lfd).map_err(|e| crate::exceptions::os_error(&e));
         let (fd, peer) = match accept()? {
             Accepted::Conn(fd, peer) => (fd, peer),
@@ -359,6 +390,7 @@ impl FastServer {
             debug,
             buf: Vec::with_capacity(RECV_SIZE),
             served: 0,
+            waited: 0.0,
             handoff: None,
             error: None,
             peer: None,
@@ -384,6 +416,7 @@ impl FastServer {
             server,
         };
         self.served = 0;
+        let mut beat = Instant::now();
         while self.served < limit {
             match self.step(py, &listener)? {
                 Step::Served => self.served += 1,
@@ -392,6 +425,10 @@ impl FastServer {
             py.check_signals()?;
             if !worker.getattr(pyo3::intern!(py, "alive"))?.is_truthy()? {
                 break;
+            }
+            if beat.elapsed() >= BEAT_EVERY {
+                worker.call_method0(pyo3::intern!(py, "notify"))?;
+                beat = Instant::now();
             }
         }
         Ok(outcome::FULL)

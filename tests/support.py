@@ -64,12 +64,22 @@ def vars_block(pairs: Iterable[Pair]) -> bytes:
     return bytes(out)
 
 
+def header(modifier1: int, size: int, modifier2: int = 0) -> bytes:
+    """A uwsgi header: modifier1, the vars size (u16 little-endian), modifier2 (F1)."""
+    return struct.pack("<BHB", modifier1, size, modifier2)
+
+
 def packet(
     pairs: Iterable[Pair], body: bytes = b"", modifier1: int = 0, modifier2: int = 0
 ) -> bytes:
     """A whole uwsgi stream: header, vars block, body."""
     block = vars_block(pairs)
-    return struct.pack("<BHB", modifier1, len(block), modifier2) + block + body
+    return header(modifier1, len(block), modifier2) + block + body
+
+
+def raw_packet(block: bytes, body: bytes = b"", modifier1: int = 0) -> bytes:
+    """A stream around any vars block, well formed or not, with its true size in the header."""
+    return header(modifier1, len(block)) + block + body
 
 
 def nginx_vars(
@@ -116,7 +126,9 @@ def vector(name: str) -> bytes:
 # -- raw exchanges ---------------------------------------------------------------------------
 
 
-def connect(address: Address, timeout: float = 10.0) -> socket.socket:
+def connect(address: Address, timeout: float = 10.0, source: str | None = None) -> socket.socket:
+    """A connected client socket; ``source`` is the local IP address to connect from (any
+    loopback address: ``127.0.0.2``, ``::ffff:127.0.0.2``)."""
     if isinstance(address, str):
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.settimeout(timeout)
@@ -125,7 +137,13 @@ def connect(address: Address, timeout: float = 10.0) -> socket.socket:
     family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
     s = socket.socket(family, socket.SOCK_STREAM)
     s.settimeout(timeout)
-    s.connect(address)
+    try:
+        if source is not None:
+            s.bind((source, 0))
+        s.connect(address)
+    except BaseException:
+        s.close()
+        raise
     return s
 
 
@@ -431,6 +449,18 @@ def require_nginx() -> str:
     binary = nginx_binary()
     if binary is None:
         message = "nginx is not installed (apt-get install nginx)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return binary
+
+
+def require_wrk() -> str:
+    """The wrk binary (the load generator of tests/load.py); a missing one fails the test in
+    CI and skips it elsewhere."""
+    binary = shutil.which("wrk")
+    if binary is None:
+        message = "wrk is not installed (apt-get install wrk)"
         if IN_CI:
             pytest.fail(message)
         pytest.skip(message)

@@ -21,13 +21,18 @@ from pathlib import Path
 
 import pytest
 from e2e_helpers import (
+    F3_BAD_BLOCKS,
+    F7_FOREIGN,
     PROBE_APP,
     TRANSPORTS,
+    V2_BAD,
+    V5_BAD,
     LogMark,
     address_of,
     assert_refused,
     good_request,
     talk,
+    var,
 )
 
 from support import (
@@ -37,10 +42,12 @@ from support import (
     Gunicorn,
     Reply,
     connect,
+    header,
     ipv6_available,
     is_multithread,
     nginx_vars,
     packet,
+    raw_packet,
     read_all,
     request_packet,
     require_worker,
@@ -77,14 +84,6 @@ def ask_env(address, pairs, body=b"", modifier1=0, **kw) -> dict:
 
 def env_for(address, **kw) -> dict:
     return ask_env(address, nginx_vars(**{"path": "/environ", **kw}))
-
-
-def header(modifier1: int, size: int, modifier2: int = 0) -> bytes:
-    return struct.pack("<BHB", modifier1, size, modifier2)
-
-
-def raw_packet(block: bytes, body: bytes = b"", modifier1: int = 0) -> bytes:
-    return header(modifier1, len(block)) + block + body
 
 
 def no_high_level_lines(mark: LogMark) -> None:
@@ -168,27 +167,6 @@ def test_f2_split_at_every_boundary(server):
             last = c
         reply = Reply(talk(server.tcp, parts, delay=0.02)[0])
         assert reply.body == body, cuts
-
-
-def _var(k: bytes, v: bytes) -> bytes:
-    return struct.pack("<H", len(k)) + k + struct.pack("<H", len(v)) + v
-
-
-GOOD_BLOCK = _var(b"REQUEST_METHOD", b"GET") + _var(b"PATH_INFO", b"/hello")
-
-F3_BAD_BLOCKS = {
-    "zero_length_key": GOOD_BLOCK + _var(b"", b"value"),
-    "zero_length_key_first": _var(b"", b"") + GOOD_BLOCK,
-    "key_overruns_block": GOOD_BLOCK + struct.pack("<H", 50) + b"KEY",
-    "value_overruns_block": GOOD_BLOCK
-    + struct.pack("<H", 3)
-    + b"KEY"
-    + struct.pack("<H", 60)
-    + b"v",
-    "missing_value_size": GOOD_BLOCK + struct.pack("<H", 3) + b"KEY",
-    "one_stray_byte": GOOD_BLOCK + b"\x01",
-    "stray_trailing_bytes": GOOD_BLOCK + b"\x01\x00",
-}
 
 
 @pytest.mark.parametrize("case", sorted(F3_BAD_BLOCKS))
@@ -294,15 +272,6 @@ def test_f6_connect_and_close_logs_nothing_above_debug(server, address):
     assert server.live_worker_pids() == pids
 
 
-F7_FOREIGN = {
-    "http_get": b"GET / HTTP/1.1\r\nHost: example.test\r\n\r\n",
-    "http_post_partial": b"POST /submit HTTP/1.1\r\n",
-    "http_method_only": b"PUT ",
-    "http2_preface": b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
-    "tls_client_hello": bytes.fromhex("16030100a5010000a10303") + os.urandom(32),
-}
-
-
 @pytest.mark.parametrize("case", sorted(F7_FOREIGN))
 def test_f7_http_or_tls_is_answered_at_once(server, case):
     """F7: HTTP or TLS bytes get a plain HTTP/1.1 400 at once (the peer keeps its side open,
@@ -346,28 +315,12 @@ def test_v1_keys_and_values_are_latin1(server, address):
     assert env["X_RAW"] == "\x80\x81"
 
 
-V2_BAD = {
-    "key_with_space": (b"BAD KEY", b"x"),
-    "key_with_control": (b"K\x01", b"x"),
-    "key_with_del": (b"K\x7f", b"x"),
-    "key_with_high_byte": (b"K\xe9", b"x"),
-    "key_with_tab": (b"K\tY", b"x"),
-    "http_value_cr_lf": (b"HTTP_X_A", b"a\r\nSet-Cookie: x=1"),
-    "http_value_lf": (b"HTTP_X_A", b"a\nb"),
-    "http_value_nul": (b"HTTP_X_A", b"a\x00b"),
-    "path_info_lf": (b"PATH_INFO", b"/a\nb"),
-    "request_uri_cr": (b"REQUEST_URI", b"/a\rb"),
-    "query_string_nul": (b"QUERY_STRING", b"a=\x00"),
-    "remote_addr_lf": (b"REMOTE_ADDR", b"1.2.3.4\n"),
-}
-
-
 @pytest.mark.parametrize("case", sorted(V2_BAD))
 def test_v2_bad_names_and_values_are_400(server, case):
     """V2: names must be printable ASCII without spaces; request and HTTP_* values must not
     hold CR, LF or NUL."""
     key, value = V2_BAD[case]
-    block = _var(b"REQUEST_METHOD", b"GET") + _var(key, value)
+    block = var(b"REQUEST_METHOD", b"GET") + var(key, value)
     assert_refused(server, server.tcp, raw_packet(block), 400)
 
 
@@ -471,21 +424,6 @@ def test_v5_content_length_digits(server):
     assert Reply(talk(server.tcp, packet(pairs, b"12345"))[0]).body == b"12345"
 
 
-V5_BAD = [
-    "+5",
-    "-1",
-    " 5",
-    "5 ",
-    "0x10",
-    "1_0",
-    "5.0",
-    "1e3",
-    "\uff15",
-    "12345678901234567890",
-    "five",
-]
-
-
 @pytest.mark.parametrize("value", V5_BAD)
 def test_v5_bad_content_length_is_400(server, value):
     """V5: anything but 1-19 ASCII digits → 400."""
@@ -517,7 +455,7 @@ def test_v5_content_length_alone_frames_the_body(server, address):
 def test_v6_missing_uwsgi_params_hint(server, address, case):
     """V6: an empty vars block, or no REQUEST_METHOD → 400 with the uwsgi_params hint."""
     block = (
-        b"" if case == "empty_block" else _var(b"PATH_INFO", b"/hello") + _var(b"QUERY_STRING", b"")
+        b"" if case == "empty_block" else var(b"PATH_INFO", b"/hello") + var(b"QUERY_STRING", b"")
     )
     reply, _ = assert_refused(server, address, raw_packet(block), 400, "include uwsgi_params")
     assert b"uwsgi_params" in reply.body

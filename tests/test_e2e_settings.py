@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import shutil
 import signal
 import socket
@@ -30,6 +29,7 @@ from e2e_helpers import (
     assert_refused,
     good_request,
     talk,
+    trickle,
 )
 
 from support import (
@@ -180,16 +180,7 @@ class TestF8SlowPeer:
     def _stalled(self, server, sends, expect):
         pids = server.live_worker_pids()
         mark = LogMark(server)
-        with connect(server.tcp, timeout=15) as s:
-            peer = f"127.0.0.1:{s.getsockname()[1]}"
-            started = time.monotonic()
-            for i, chunk in enumerate(sends):
-                # Stop sending once the server closed (the socket turns readable at EOF).
-                if i and select.select([s], [], [], 1.5)[0]:
-                    break
-                s.sendall(chunk)
-            raw = read_all(s)
-            elapsed = time.monotonic() - started
+        raw, peer, elapsed = trickle(server.tcp, sends, 1.5)
         line = mark.wait_for(r"\[WARNING\].*" + peer.replace(".", r"\."))
         assert "dropped" in line and expect in line, line
         assert raw == b""

@@ -174,6 +174,8 @@ class BytesInput:
     @property
     def complete(self) -> bool: ...
     @property
+    def unread(self) -> int: ...
+    @property
     def overflow(self) -> bool: ...
 
 @final
@@ -222,6 +224,7 @@ class FastServer:
     """The sync worker's request cycle in Rust."""
 
     served: int
+    waited: float
     def __new__(
         cls,
         app: Any,

@@ -29,9 +29,9 @@ class WaitBudget:
 
     __slots__ = ("left", "timeout")
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, spent: float = 0.0) -> None:
         self.timeout = timeout
-        self.left = timeout
+        self.left = timeout - spent
 
     def recv(self, sock: Any, size: int, what: str, bound: bool = True) -> bytes:
         """``sock.recv(size)``, blocking at most the seconds left. ``bound=False`` trusts the
@@ -103,6 +103,11 @@ class Body:
     def complete(self) -> bool:
         """Whether every body byte has been taken off the connection."""
         return self._left == 0
+
+    @property
+    def unread(self) -> int:
+        """Body bytes still on the connection: announced by ``CONTENT_LENGTH``, never read."""
+        return self._left
 
     def _recv(self, want: int) -> bool:
         """Appends up to ``want`` (at least one) more body bytes to the buffer."""

@@ -19,19 +19,26 @@ _request = _native.request
 
 
 def read_request(
-    source: Any, peer: Any, settings: ProtocolSettings, req_number: int = 1, initial: bytes = b""
+    source: Any,
+    peer: Any,
+    settings: ProtocolSettings,
+    req_number: int = 1,
+    initial: bytes = b"",
+    waited: float = 0.0,
 ) -> UWSGIRequest | None:
     """Reads and validates one request head from ``source`` (anything with ``recv``), starting
-    with the bytes already read from it (``initial``), if any.
+    with the bytes already read from it (``initial``), if any, which took the peer ``waited``
+    seconds: they count against its read budget (F8).
 
     Returns None when the peer closed before sending a byte (F6). Raises a
     ``gunicorn_uwsgi.errors`` protocol error for a refused packet, ``ClientDisconnected`` when
     the peer hangs up mid-head and ``PeerTimeout`` when it stalls (F8).
     """
-    budget = None
+    budget = WaitBudget(settings.timeout, waited) if waited else None
     data = initial
     if not data:
-        budget = WaitBudget(settings.timeout)
+        if budget is None:
+            budget = WaitBudget(settings.timeout)
         data = budget.recv(source, RECV_SIZE, "head bytes", bound=False)
         if not data:
             return None

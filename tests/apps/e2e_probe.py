@@ -96,6 +96,9 @@ def app(environ, start_response):
     if route == "header-name":
         start_response("200 OK", [(query, "x")])
         return [b"never sent"]
+    if route == "header-value":
+        start_response("200 OK", [("X-Evil", query)])
+        return [b"never sent"]
     if route == "hop-all":
         start_response(
             "200 OK",

@@ -30,8 +30,11 @@ from gunicorn_uwsgi.wsgi import Response, make_environ
 _QUIET_ERRNOS = (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.ESHUTDOWN)
 _TIMEOUT_ERRNOS = (errno.EAGAIN, errno.EWOULDBLOCK, errno.ETIMEDOUT)
 
-#: Bytes read and dropped at most when closing a connection with unread input.
+#: Bytes read and dropped at most when closing a connection with unread input, on top of
+#: the unread rest of the body.
 DRAIN_LIMIT = 1 << 20
+#: Seconds spent at most draining a connection before closing it.
+DRAIN_SECONDS = 1.0
 
 
 def _is_loopback_bind(address: str) -> bool:
@@ -177,16 +180,20 @@ class UWSGIWorkerMixin:
 
     # -- the connection ------------------------------------------------------------------
 
-    def handle_connection(self, listener: Any, client: Any, addr: Any, data: bytes = b"") -> None:
+    def handle_connection(
+        self, listener: Any, client: Any, addr: Any, data: bytes = b"", waited: float = 0.0
+    ) -> None:
         """One connection, one request (F5): the allow check (A4), the head (starting with
-        ``data``, bytes already read from it), the application and its response, close."""
+        ``data``, bytes already read from it, after the peer kept the worker ``waited``
+        seconds: they count against its read budget, F8), the application and its response,
+        close."""
         req = None
         clean = False
         try:
             if not self.uwsgi.allow.allows(addr):
                 raise ForbiddenUWSGIRequest(str(addr[0]))
             client = self.wrap_client(client)
-            req = read_request(client, addr, self.uwsgi, self.nr + 1, data)
+            req = read_request(client, addr, self.uwsgi, self.nr + 1, data, waited)
             if req is None:
                 self.log.debug("uwsgi peer closed before sending a request")
                 clean = True
@@ -202,6 +209,10 @@ class UWSGIWorkerMixin:
         except BaseException as e:  # the application failed (X2); the worker keeps serving
             self.app_error(req, client, addr, getattr(e, "_uwsgi_response", None))
         finally:
+            # A slow peer may have kept the worker for most of the read budget, and closing
+            # may drain its input for a moment more: the arbiter must not take that for a
+            # stuck worker (F8).
+            self.notify()
             close_connection(client, req, clean)
 
     def wrap_client(self, client: Any) -> Any:
@@ -272,17 +283,20 @@ def peer_name(addr: Any) -> str:
 
 def close_connection(client: Any, req: UWSGIRequest | None, clean: bool) -> None:
     """Closes at once when every byte the peer sent was read; else half-closes and drains
-    what is pending (bounded), so unread input does not turn the close into a reset that
-    truncates the response (F5)."""
+    what is pending, so unread input does not turn the close into a reset that truncates or
+    discards the response (F5, B2): the unread rest of the body the peer announced (nginx
+    sends all of it before it reads the answer) and up to ``DRAIN_LIMIT`` more, for
+    ``DRAIN_SECONDS`` at most."""
     if clean and req is not None and req.body.complete and not req.body.overflow:
         client.close()
         return
     try:
         client.shutdown(socket.SHUT_WR)
-        deadline = time.monotonic() + 1.0
+        deadline = time.monotonic() + DRAIN_SECONDS
         drained = 0
+        limit = DRAIN_LIMIT + (req.body.unread if req is not None else 0)
         client.settimeout(0.2)
-        while drained < DRAIN_LIMIT and time.monotonic() < deadline:
+        while drained < limit and time.monotonic() < deadline:
             chunk = client.recv(65536)
             if not chunk:
                 break

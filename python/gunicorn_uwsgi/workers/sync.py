@@ -109,7 +109,7 @@ class SyncWorker(UWSGIWorkerMixin, sync.SyncWorker):
         elif outcome == HANDOFF:
             fd, addr, data = fast.take_handoff()
             client = socket.socket(listener.family, socket.SOCK_STREAM, 0, fd)
-            self.handle(listener, client, addr, data)
+            self.handle(listener, client, addr, data, fast.waited)
         elif outcome == FAILED:
             self.count_request()
             exc, addr, what = fast.take_error()
@@ -133,5 +133,7 @@ class SyncWorker(UWSGIWorkerMixin, sync.SyncWorker):
             self._listener_info[listener] = info
             return info
 
-    def handle(self, listener: Any, client: Any, addr: Any, data: bytes = b"") -> None:
-        self.handle_connection(listener, client, addr, data)
+    def handle(
+        self, listener: Any, client: Any, addr: Any, data: bytes = b"", waited: float = 0.0
+    ) -> None:
+        self.handle_connection(listener, client, addr, data, waited)
