@@ -26,6 +26,7 @@ from support import (
     GEVENT,
     THREAD,
     THREADS,
+    WORKERS,
     Gunicorn,
     Nginx,
     Reply,
@@ -199,3 +200,19 @@ def test_g2_term_finishes_every_request_in_flight(tmp_path: Path, worker: str) -
     assert [r.status for r in results] == [200] * THREADS
     assert all(r.body == b"slept" for r in results)
     assert "Traceback" not in g.log()
+
+
+@pytest.mark.parametrize("worker", WORKERS, ids=worker_id)
+def test_tcp_connections_get_a_receive_buffer_for_a_whole_request(
+    tmp_path: Path, worker: str
+) -> None:
+    """TCP connections from nginx get a receive buffer large enough for a request of a few
+    hundred KiB in one window (512 KiB as the kernel reports it: twice what is set), so that
+    a 64 KiB upload does not wait on a window update; unix sockets keep theirs."""
+    require_worker(worker)
+    with Gunicorn(tmp_path, app="apps.e2e_probe:app", worker=worker) as server:
+        packet = request_packet(path="/probe/socket")
+        tcp = Reply(exchange(server.tcp, packet)).json()
+        unix = Reply(exchange(server.unix, packet)).json()
+    assert tcp["rcvbuf"] >= 512 * 1024, tcp
+    assert unix["rcvbuf"] < 512 * 1024, unix

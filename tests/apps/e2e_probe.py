@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 from urllib.parse import unquote
 
@@ -77,6 +78,15 @@ def app(environ, start_response):
                 "wsgi.early_hints": repr(environ["wsgi.early_hints"]([("Link", "</x>")])),
                 "gunicorn.socket.fileno": environ["gunicorn.socket"].fileno() >= 0,
                 "SERVER_SOFTWARE": environ.get("SERVER_SOFTWARE"),
+            },
+        )
+    if route == "socket":
+        sock = environ["gunicorn.socket"]
+        return _json(
+            start_response,
+            {
+                "family": int(sock.family),
+                "rcvbuf": sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),
             },
         )
     if route == "body":

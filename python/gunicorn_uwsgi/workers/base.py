@@ -102,6 +102,9 @@ class UWSGIWorkerMixin:
         self._notified = float("-inf")
         # The arbiter kills a worker silent for `timeout` seconds; beat well within it.
         self._notify_interval = min(1.0, (self.cfg.timeout or 30) / 4)
+        for listener in self.sockets:
+            if listener.family in (socket.AF_INET, socket.AF_INET6):
+                widen_receive_buffer(listener, self.log)
         super().init_process()  # type: ignore[misc]
 
     def set_socket_timeouts(self) -> None:
@@ -279,6 +282,23 @@ def peer_name(addr: Any) -> str:
         host = addr[0]
         return f"[{host}]:{addr[1]}" if ":" in host else f"{host}:{addr[1]}"
     return addr.decode() if isinstance(addr, bytes) else (addr or "unix socket")
+
+
+#: Receive buffer of TCP connections from nginx (the kernel doubles it for its bookkeeping).
+TCP_RECEIVE_BUFFER = 256 * 1024
+
+
+def widen_receive_buffer(listener: Any, log: Any) -> None:
+    """A receive buffer on a TCP listener (inherited by its connections) large enough for a
+    request of a few hundred KiB in one window. With the default, a request over about 64 KiB
+    waits for a window update, and nginx, which does not disable Nagle's algorithm towards
+    its upstreams, then holds the last segment for the kernel's delayed acknowledgement:
+    40 ms added to such requests. A larger buffer already set is kept."""
+    try:
+        if listener.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) < 2 * TCP_RECEIVE_BUFFER:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, TCP_RECEIVE_BUFFER)
+    except OSError as e:  # pragma: no cover - platform dependent
+        log.debug("cannot set the receive buffer: %s", e)
 
 
 def close_connection(client: Any, req: UWSGIRequest | None, clean: bool) -> None:
