@@ -1,8 +1,8 @@
 //! Socket I/O on file descriptors that Python owns or hands over: accept, receive, send,
 //! sendfile. Pure Rust (rustix), no PyO3.
 //!
-//! The only `unsafe` in the crate is [`borrow`]: turning a descriptor number that Python
-//! guarantees open into a `BorrowedFd`.
+//! One of the crate's two `unsafe` blocks is [`borrow`]: turning a descriptor number that Python
+//! guarantees open into a `BorrowedFd` (the other is `pystr::latin1`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
