@@ -33,7 +33,7 @@ mod _native {
     #[pymodule_export]
     use crate::input::BytesInput;
     #[pymodule_export]
-    use crate::request::{request, EnvironSettings, Request};
+    use crate::request::{create, request, EnvironSettings, Parser, Request};
     #[pymodule_export]
     use crate::respond::{write_result, Response};
     #[pymodule_export]

@@ -2,13 +2,15 @@
 //! [`request`], which makes one from the bytes a connection's first receive brought.
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyDict, PyIterator, PyList, PyString, PyTuple};
 
 use crate::bindings::{AllowList, Head, Limits};
 use crate::environ::{self, latin1, Context};
-use crate::exceptions::protocol_error;
+use crate::exceptions::{forbidden, protocol_error};
 use crate::framing::HEADER_SIZE;
 use crate::input::BytesInput;
+use crate::respond::{direct_fd, Response};
 use crate::vars::{self, Control, Progress};
 
 /// One uwsgi request: `method`, `path`, `query`, `uri`, `version`, `headers`, `body`,
@@ -37,6 +39,11 @@ pub struct Request {
 }
 
 impl Request {
+    /// Whether the method is `HEAD` (the response then has no body, R4).
+    pub fn is_head(&self) -> bool {
+        self.head.get().control_bytes(Control::RequestMethod) == Some(b"HEAD")
+    }
+
     fn text<'py>(&self, py: Python<'py>, which: Control) -> PyResult<Bound<'py, PyString>> {
         match self.head.get().control_bytes(which) {
             Some(v) => latin1(py, v),
@@ -358,6 +365,263 @@ pub fn request<'py>(
         vars: None,
     };
     Ok(Bound::new(py, req)?.into_any())
+}
+
+/// The Python side the parser calls into: `settings_for`, `read_request`, `_IterSource`.
+struct Helpers {
+    settings_for: Py<PyAny>,
+    read_request: Py<PyAny>,
+    iter_source: Py<PyAny>,
+}
+
+static HELPERS: PyOnceLock<Helpers> = PyOnceLock::new();
+
+/// The protocol settings of one `cfg` (`settings.ProtocolSettings`) with the native parts the
+/// parser and `create` use, looked up once.
+struct Compiled {
+    cfg: Py<PyAny>,
+    settings: Py<PyAny>,
+    limits: Py<Limits>,
+    allow: Py<AllowList>,
+    environ: Py<EnvironSettings>,
+    sendfile: bool,
+}
+
+impl Compiled {
+    fn of(py: Python<'_>, cfg: &Bound<'_, PyAny>, settings: Bound<'_, PyAny>) -> PyResult<Self> {
+        Ok(Self {
+            cfg: cfg.clone().unbind(),
+            limits: settings
+                .getattr(pyo3::intern!(py, "limits"))?
+                .cast_into::<Limits>()?
+                .unbind(),
+            allow: settings
+                .getattr(pyo3::intern!(py, "allow"))?
+                .cast_into::<AllowList>()?
+                .unbind(),
+            environ: settings
+                .getattr(pyo3::intern!(py, "environ"))?
+                .cast_into::<EnvironSettings>()?
+                .unbind(),
+            sendfile: settings
+                .getattr(pyo3::intern!(py, "sendfile"))?
+                .is_truthy()?,
+            settings: settings.unbind(),
+        })
+    }
+
+    fn clone_ref(&self, py: Python<'_>) -> Self {
+        Self {
+            cfg: self.cfg.clone_ref(py),
+            settings: self.settings.clone_ref(py),
+            limits: self.limits.clone_ref(py),
+            allow: self.allow.clone_ref(py),
+            environ: self.environ.clone_ref(py),
+            sendfile: self.sendfile,
+        }
+    }
+}
+
+/// The settings last compiled: a worker has one `cfg`.
+static LAST: std::sync::Mutex<Option<Compiled>> = std::sync::Mutex::new(None);
+
+/// `settings.settings_for(cfg)` with its native parts, remembered for the last `cfg` (or
+/// settings object, when the caller passes its own) seen.
+fn compiled(
+    py: Python<'_>,
+    cfg: &Bound<'_, PyAny>,
+    settings: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Compiled> {
+    if let Ok(last) = LAST.try_lock() {
+        if let Some(c) = last.as_ref() {
+            let hit = match settings {
+                Some(s) => c.settings.is(s),
+                None => c.cfg.is(cfg),
+            };
+            if hit {
+                return Ok(c.clone_ref(py));
+            }
+        }
+    }
+    let settings = match settings {
+        Some(s) => s.clone(),
+        None => helpers(py)?.settings_for.bind(py).call1((cfg,))?,
+    };
+    let made = Compiled::of(py, cfg, settings)?;
+    if let Ok(mut last) = LAST.try_lock() {
+        *last = Some(made.clone_ref(py));
+    }
+    Ok(made)
+}
+
+fn helpers(py: Python<'_>) -> PyResult<&Helpers> {
+    HELPERS.get_or_try_init(py, || {
+        let settings = py.import("gunicorn_uwsgi.settings")?;
+        let parser = py.import("gunicorn_uwsgi.parser")?;
+        Ok(Helpers {
+            settings_for: settings.getattr("settings_for")?.unbind(),
+            read_request: parser.getattr("read_request")?.unbind(),
+            iter_source: parser.getattr("_IterSource")?.unbind(),
+        })
+    })
+}
+
+/// `(response, environ)` for a request, like `gunicorn.http.wsgi.create`: the response writer
+/// for `sock` and the environ (E1–E8). `settings` defaults to the ones compiled for `cfg`.
+#[pyfunction]
+#[pyo3(signature = (req, sock, client, server, cfg, settings=None))]
+pub fn create<'py>(
+    py: Python<'py>,
+    req: &Bound<'py, Request>,
+    sock: &Bound<'py, PyAny>,
+    client: &Bound<'py, PyAny>,
+    server: Option<&Bound<'py, PyAny>>,
+    cfg: &Bound<'py, PyAny>,
+    settings: Option<Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let compiled = compiled(py, cfg, settings.as_ref().filter(|s| !s.is_none()))?;
+    let sendfile = compiled.sendfile;
+    let environ = req
+        .borrow_mut()
+        .environ(py, compiled.environ.get(), sock, client, server)?;
+    let response = Response::with_fd(
+        req.clone().into_any().unbind(),
+        sock.clone().unbind(),
+        direct_fd(py, sock)?,
+        req.borrow().is_head(),
+        sendfile,
+    );
+    PyTuple::new(
+        py,
+        [Bound::new(py, response)?.into_any(), environ.into_any()],
+    )
+}
+
+/// gunicorn's parser interface for uwsgi: `UWSGIParser(cfg, source, source_addr)`.
+///
+/// `source` is a socket or an iterable of byte strings. Iterating yields the connection's one
+/// request (F5) and then stops. The allow list is checked first (A4).
+#[pyclass(module = "gunicorn_uwsgi._native", name = "UWSGIParser")]
+pub struct Parser {
+    #[pyo3(get)]
+    cfg: Py<PyAny>,
+    #[pyo3(get)]
+    source: Py<PyAny>,
+    #[pyo3(get)]
+    source_addr: Py<PyAny>,
+    /// The protocol settings compiled for `cfg` (`settings.ProtocolSettings`).
+    #[pyo3(get)]
+    settings: Py<PyAny>,
+    /// The request read, once iterated.
+    #[pyo3(get)]
+    mesg: Option<Py<PyAny>>,
+    #[pyo3(get)]
+    req_count: usize,
+    /// The iterator over `source` when it is an iterable of byte strings.
+    chunks: Option<Py<PyIterator>>,
+    limits: Py<Limits>,
+    allow: Py<AllowList>,
+    done: bool,
+}
+
+impl Parser {
+    /// The request from an iterable source: its first string in one native call when it holds
+    /// the whole head and body, else through `read_request` over the rest.
+    fn read_chunks<'py>(
+        &self,
+        py: Python<'py>,
+        chunks: &Bound<'py, PyIterator>,
+        settings: &Bound<'py, PyAny>,
+        limits: &Limits,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let data = match chunks.clone().next() {
+            None => return Ok(None),
+            Some(d) => d?.cast_into::<PyBytes>()?,
+        };
+        if data.as_bytes().is_empty() {
+            return Ok(None);
+        }
+        let req = request(py, &data, limits, self.source_addr.clone_ref(py), 1)?;
+        if let Ok(r) = req.cast::<Request>() {
+            if !r.borrow().body.is_none(py) {
+                return Ok(Some(req));
+            }
+        }
+        let h = helpers(py)?;
+        let source = h.iter_source.bind(py).call1((chunks,))?;
+        let req = h.read_request.bind(py).call1((
+            source,
+            self.source_addr.bind(py),
+            settings,
+            1,
+            data,
+        ))?;
+        Ok(Some(req).filter(|r| !r.is_none()))
+    }
+}
+
+#[pymethods]
+impl Parser {
+    #[new]
+    fn new(
+        py: Python<'_>,
+        cfg: Bound<'_, PyAny>,
+        source: Bound<'_, PyAny>,
+        source_addr: Bound<'_, PyAny>,
+    ) -> PyResult<Self> {
+        let compiled = compiled(py, &cfg, None)?;
+        // A list or tuple of strings is the usual iterable source; anything else is a socket
+        // when it has `recv`.
+        let is_sequence = source.is_instance_of::<PyList>() || source.is_instance_of::<PyTuple>();
+        let chunks = if !is_sequence && source.hasattr(pyo3::intern!(py, "recv"))? {
+            None
+        } else {
+            Some(source.try_iter()?.unbind())
+        };
+        Ok(Self {
+            cfg: cfg.unbind(),
+            source: source.unbind(),
+            source_addr: source_addr.unbind(),
+            settings: compiled.settings,
+            mesg: None,
+            req_count: 0,
+            chunks,
+            limits: compiled.limits,
+            allow: compiled.allow,
+            done: false,
+        })
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        if self.done {
+            return Ok(None);
+        }
+        self.done = true;
+        let settings = self.settings.bind(py).clone();
+        let peer = self.source_addr.bind(py);
+        if !self.allow.get().allows(peer)? {
+            let host = peer.get_item(0)?.str()?.to_string();
+            return Err(forbidden(py, host));
+        }
+        let req = match &self.chunks {
+            Some(chunks) => self.read_chunks(py, chunks.bind(py), &settings, self.limits.get())?,
+            None => Some(helpers(py)?.read_request.bind(py).call1((
+                self.source.bind(py),
+                peer,
+                &settings,
+            ))?)
+            .filter(|r| !r.is_none()),
+        };
+        if let Some(req) = &req {
+            self.mesg = Some(req.clone().unbind());
+            self.req_count = 1;
+        }
+        Ok(req)
+    }
 }
 
 #[cfg(test)]

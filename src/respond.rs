@@ -273,10 +273,12 @@ impl Response {
         sendfile: bool,
     ) -> PyResult<Self> {
         let _ = cfg;
-        let is_head = req
-            .getattr("method")
-            .and_then(|m| m.extract::<String>())
-            .is_ok_and(|m| m == "HEAD");
+        let is_head = match req.cast::<crate::request::Request>() {
+            Ok(r) => r.borrow().is_head(),
+            Err(_) => req
+                .getattr(pyo3::intern!(py, "method"))
+                .is_ok_and(|m| m.eq("HEAD").unwrap_or(false)),
+        };
         let fd = direct_fd(py, &sock)?;
         Ok(Self::with_fd(
             req.unbind(),

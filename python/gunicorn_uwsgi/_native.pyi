@@ -15,8 +15,10 @@ __all__ = [
     "Head",
     "Limits",
     "Response",
+    "UWSGIParser",
     "UWSGIRequest",
     "__version__",
+    "create",
     "error_response",
     "parse",
     "request",
@@ -144,6 +146,34 @@ class UWSGIRequest:
     def should_close(self) -> bool: ...
     def force_close(self) -> None: ...
 
+@final
+class UWSGIParser:
+    """gunicorn's parser interface: ``UWSGIParser(cfg, source, source_addr)``."""
+
+    def __new__(cls, cfg: Any, source: Any, source_addr: Any) -> UWSGIParser: ...
+    @property
+    def cfg(self) -> Any: ...
+    @property
+    def source(self) -> Any: ...
+    @property
+    def source_addr(self) -> Any: ...
+    @property
+    def settings(self) -> Any: ...
+    @property
+    def mesg(self) -> UWSGIRequest | None: ...
+    @property
+    def req_count(self) -> int: ...
+    def __iter__(self) -> UWSGIParser: ...
+    def __next__(self) -> UWSGIRequest: ...
+
+def create(
+    req: UWSGIRequest,
+    sock: Any,
+    client: Any,
+    server: Any,
+    cfg: Any,
+    settings: Any = None,
+) -> tuple[Response, dict[str, Any]]: ...
 def request(data: bytes, limits: Limits, peer: Any, req_number: int = 1) -> UWSGIRequest | int: ...
 
 @final

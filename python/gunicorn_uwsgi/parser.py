@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any, cast
 
 from gunicorn_uwsgi import _native
 from gunicorn_uwsgi.body import Body, WaitBudget
-from gunicorn_uwsgi.errors import ClientDisconnected, ForbiddenUWSGIRequest
+from gunicorn_uwsgi.errors import ClientDisconnected
 from gunicorn_uwsgi.message import UWSGIRequest
-from gunicorn_uwsgi.settings import ProtocolSettings, settings_for
+from gunicorn_uwsgi.settings import ProtocolSettings
 
 #: One receive usually carries the header, the vars and the body (nginx sends them together).
 RECV_SIZE = 65536
@@ -92,41 +92,9 @@ class _IterSource:
         return next(self._it, b"")
 
 
-class UWSGIParser:
-    """gunicorn's parser interface for uwsgi: ``UWSGIParser(cfg, source, source_addr)``.
-
-    ``source`` is a socket or an iterable of bytes. Iterating yields the connection's one request
-    (F5) and then stops. The allow list is checked first (A4).
-    """
-
-    def __init__(self, cfg: Any, source: Any, source_addr: Any) -> None:
-        self.cfg = cfg
-        self.source_addr = source_addr
-        self.source = source if hasattr(source, "recv") else _IterSource(source)
-        self.settings = settings_for(cfg)
-        self.mesg: UWSGIRequest | None = None
-        self.req_count = 0
-        self._done = False
-
-    def __iter__(self) -> Iterator[UWSGIRequest]:
-        return self
-
-    def __next__(self) -> UWSGIRequest:
-        if self._done:
-            raise StopIteration
-        self._done = True
-        settings = self.settings
-        if not settings.allow.allows(self.source_addr):
-            raise ForbiddenUWSGIRequest(str(self.source_addr[0]))
-        source = self.source
-        initial = b""
-        if type(source) is _IterSource:  # nothing to wait for: no read timeout to keep
-            initial = source.recv(RECV_SIZE)
-            if not initial:
-                raise StopIteration
-        req = read_request(source, self.source_addr, settings, 1, initial)
-        if req is None:
-            raise StopIteration
-        self.mesg = req
-        self.req_count = 1
-        return req
+#: gunicorn's parser interface for uwsgi: ``UWSGIParser(cfg, source, source_addr)``, with
+#: ``cfg``, ``source``, ``source_addr``, ``settings``, ``mesg`` and ``req_count``. ``source`` is
+#: a socket or an iterable of bytes. Iterating yields the connection's one request (F5) and
+#: then stops; the allow list is checked first (A4). A source that is an iterable has its first
+#: string parsed in one native call; a socket goes through ``read_request``.
+UWSGIParser = _native.UWSGIParser
