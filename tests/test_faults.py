@@ -177,7 +177,7 @@ def abort_mid_body_through_nginx(stack: Stack, marker: Path, reset: bool) -> Non
     with socket.create_connection(("127.0.0.1", stack.nginx.port), timeout=10) as s:
         s.sendall(http_head(f"/unbuffered/hash?{marker}", 8 << 20))
         s.sendall(os.urandom(1 << 20))
-        time.sleep(0.2)  # nginx passes what it has; the application reads it
+        time.sleep(0.5)  # nginx passes what it has; the application reads it
         hang_up(s, reset)
 
 
@@ -216,7 +216,7 @@ def test_b3_raw_client_leaves_mid_body(stack: Stack, reset: bool) -> None:
     )
     with connect(stack.gunicorn.tcp) as s:
         s.sendall(data)
-        time.sleep(0.2)
+        time.sleep(0.5)  # the worker reads what was sent
         hang_up(s, reset)
     assert_disconnect_seen(read_marker(marker))
     mark.wait_for(r"\[DEBUG\].*went away")

@@ -6,10 +6,12 @@ nginx is configured as docs/deploy.md recommends::
 
     upstream pool {
         least_conn;
-        server 127.0.0.1:<port> max_fails=1 fail_timeout=30s;   # one per instance
+        server 127.0.0.1:<port> max_fails=1 fail_timeout=10s;   # one per instance
         ...
     }
     uwsgi_next_upstream error timeout non_idempotent;
+    uwsgi_next_upstream_tries 2;
+    uwsgi_connect_timeout 2s;
 
 ``non_idempotent`` lets nginx pass a POST to the next instance too. Without it, a POST whose
 connection was reset after nginx had written it is answered 502: that happens to the requests
@@ -17,7 +19,8 @@ an instance had accepted into its listen queue but not yet read when it goes awa
 graceful ``TERM`` as well, since a worker that stops accepting leaves its backlog to be reset —
 and to the request a killed worker was serving. The application here (``apps.load``) has no
 side effects, so a retried POST is harmless; an application with side effects must weigh
-that (docs/deploy.md).
+that (docs/deploy.md). ``uwsgi_next_upstream_tries 2`` bounds the passing on: without it a
+request slower than ``uwsgi_read_timeout`` is tried on every instance in turn.
 
 The clients (wrk, every body checked) must see no error at all: no non-2xx, no socket error, no
 wrong body. nginx's access log (``$upstream_addr``) shows the traffic spread over the three
@@ -66,7 +69,7 @@ class Pool:
 
 def upstream_block(instances: list[Gunicorn]) -> str:
     servers = "\n".join(
-        f"        server 127.0.0.1:{g.tcp[1]} max_fails=1 fail_timeout=30s;"
+        f"        server 127.0.0.1:{g.tcp[1]} max_fails=1 fail_timeout=10s;"
         for g in instances
         if g.tcp
     )
@@ -76,6 +79,7 @@ def upstream_block(instances: list[Gunicorn]) -> str:
 {servers}
     }}
     uwsgi_next_upstream error timeout non_idempotent;
+    uwsgi_next_upstream_tries 2;
     uwsgi_connect_timeout 2s;
 """
 
