@@ -178,7 +178,12 @@ impl FastServer {
     }
 
     /// One connection, from accept to close.
-    fn step(&mut self, py: Python<'_>, listener: &Listener<'_, '_>) -> PyResult<Step> {
+    fn step(
+        &mut self,
+        py: Python<'_>,
+        listener: &Listener<'_, '_>,
+        worker: &Bound<'_, PyAny>,
+    ) -> PyResult<Step> {
         let Some(lfd) = io::borrow(listener.fd) else {
             return Err(pyo3::exceptions::PyValueError::new_err(
                 "invalid listener descriptor",
@@ -223,10 +228,12 @@ impl FastServer {
             py,
             Connection::new(fd, listener.family, self.socket_class.clone_ref(py)),
         )?;
-        let result = self.respond(py, listener, &conn, peer, &head);
+        let result = self.respond(py, listener, &conn, peer, &head, worker);
         conn.get().close(py)?;
         match result {
             Ok(()) => Ok(Step::Served),
+            // The worker's own exit raised in the application: it leaves as gunicorn's does.
+            Err(e) if leaving(py, &e, worker)? => Err(e),
             Err(e) => {
                 let block = self
                     .buf
@@ -246,6 +253,7 @@ impl FastServer {
         conn: &Bound<'_, Connection>,
         peer: Peer,
         head: &vars::Head,
+        worker: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
         let head_size = head.header.head_size();
         let length = head.content_length as usize;
@@ -324,11 +332,23 @@ impl FastServer {
                 };
             written.and(closed)
         });
-        if result.is_err() && !resp.borrow().headers_sent() {
-            send_500(raw_fd);
+        if let Err(e) = &result {
+            if !resp.borrow().headers_sent() && !leaving(py, e, worker)? {
+                send_500(raw_fd);
+            }
         }
         result
     }
+}
+
+/// Whether `err` is the worker's own exit raised in the application: `SystemExit` or
+/// `KeyboardInterrupt` from gunicorn's signal handlers (TERM, QUIT, INT, the arbiter's timeout
+/// abort), which clear `worker.alive` first. An application that raises them itself while the
+/// worker is alive is an application error like any other (X2).
+fn leaving(py: Python<'_>, err: &PyErr, worker: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let exit = err.is_instance_of::<pyo3::exceptions::PySystemExit>(py)
+        || err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py);
+    Ok(exit && !worker.getattr(pyo3::intern!(py, "alive"))?.is_truthy()?)
 }
 
 #[cold]
@@ -418,7 +438,7 @@ impl FastServer {
         self.served = 0;
         let mut beat = Instant::now();
         while self.served < limit {
-            match self.step(py, &listener)? {
+            match self.step(py, &listener, worker)? {
                 Step::Served => self.served += 1,
                 Step::End(code) => return Ok(code),
             }

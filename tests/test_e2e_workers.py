@@ -216,3 +216,21 @@ def test_tcp_connections_get_a_receive_buffer_for_a_whole_request(
         unix = Reply(exchange(server.unix, packet)).json()
     assert tcp["rcvbuf"] >= 512 * 1024, tcp
     assert unix["rcvbuf"] < 512 * 1024, unix
+
+
+@pytest.mark.parametrize("fast", ["1", "0"], ids=["fast-path", "python-path"])
+def test_g2_timeout_abort_is_not_an_application_error(tmp_path: Path, fast: str) -> None:
+    """G2, X2: a request still running after ``--timeout`` ends with the worker, as in
+    gunicorn: the arbiter aborts it and boots another; the exit raised in the application is
+    not logged as an application error and gets no 500."""
+    with Gunicorn(
+        tmp_path, args=["--timeout", "2"], env={"GUNICORN_UWSGI_FAST_PATH": fast}
+    ) as server:
+        first = server.worker_pids()
+        mark = LogMark(server)
+        raw = exchange(server.tcp, request_packet(path="/sleep", query="30"), timeout=30)
+        assert raw == b"", raw[:200]
+        assert mark.wait_for(r"WORKER TIMEOUT|Worker \(pid:\d+\) was sent SIGKILL", timeout=20)
+        server.wait_ready(workers=len(first) + 1)
+        good_request(server.tcp)
+        assert "Error handling request" not in mark.new(), mark.new()

@@ -209,6 +209,10 @@ class UWSGIWorkerMixin:
             self.connection_error(addr, e)
         except self.passthrough:
             raise
+        except (SystemExit, KeyboardInterrupt) as e:
+            if not self.alive:  # the worker's own exit (a signal, the arbiter's timeout abort)
+                raise
+            self.app_error(req, client, addr, getattr(e, "_uwsgi_response", None))
         except BaseException as e:  # the application failed (X2); the worker keeps serving
             self.app_error(req, client, addr, getattr(e, "_uwsgi_response", None))
         finally:
