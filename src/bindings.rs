@@ -5,7 +5,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::allow;
-use crate::environ::{self, Context};
+use crate::environ::{self, Context, SecureHeaders};
 use crate::exceptions::{invalid_entry, protocol_error};
 use crate::framing::{slice, HEADER_SIZE};
 use crate::response;
@@ -192,18 +192,20 @@ impl Head {
         is_ssl: bool,
         server: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
+        // The caller passes the headers only when it trusts the peer with them.
+        let secure = secure_headers.map(SecureHeaders::from_dict).transpose()?;
         let ctx = Context {
             base,
             input,
             socket,
-            peer_addr,
-            peer_port,
+            peer: &|| Ok((peer_addr.clone(), peer_port.clone())),
             script_name,
-            secure_headers,
+            secure_headers: secure.as_ref(),
+            trusted: &|| Ok(true),
             is_ssl,
             server,
         };
-        environ::build(py, &self.head, &self.block, &ctx)
+        environ::build(py, &self.head, &self.block, &ctx).map(|(env, _)| env)
     }
 }
 
@@ -218,7 +220,7 @@ pub fn parse<'py>(py: Python<'py>, data: &[u8], limits: &Limits) -> PyResult<Bou
         Ok(Progress::Done(head)) => {
             let end = head.header.head_size();
             let block = data.get(HEADER_SIZE..end).unwrap_or_default().to_vec();
-            Ok(Bound::new(py, Head { head: *head, block })?.into_any())
+            Ok(Bound::new(py, Head { head, block })?.into_any())
         }
         Err(e) => Err(protocol_error(py, &e)),
     }

@@ -13,73 +13,71 @@ use crate::framing::slice;
 use crate::vars::{strip_script_name, Control, Head, Kind, Var, NONE};
 
 macro_rules! interned_keys {
-    ($($name:literal),* $(,)?) => {
-        const KEY_NAMES: &[&str] = &[$($name),*];
+    ($($idx:literal => $name:literal),* $(,)?) => {
+        const KEY_NAMES: &[&[u8]] = &[$($name),*];
 
+        /// The index of a usual key: one `match` on byte-string patterns, which the compiler
+        /// dispatches on the length before comparing bytes.
         fn key_index(key: &[u8]) -> Option<usize> {
-            let mut i = 0usize;
-            $(
-                if key == $name.as_bytes() {
-                    return Some(i);
-                }
-                i += 1;
-            )*
-            let _ = i;
-            None
+            match key {
+                $($name => Some($idx),)*
+                _ => None,
+            }
         }
     };
 }
 
 // What nginx's `uwsgi_params` sends, the common request headers, and the keys the server adds.
 interned_keys!(
-    "QUERY_STRING",
-    "REQUEST_METHOD",
-    "CONTENT_TYPE",
-    "CONTENT_LENGTH",
-    "REQUEST_URI",
-    "PATH_INFO",
-    "DOCUMENT_ROOT",
-    "SERVER_PROTOCOL",
-    "REQUEST_SCHEME",
-    "HTTPS",
-    "REMOTE_ADDR",
-    "REMOTE_PORT",
-    "SERVER_PORT",
-    "SERVER_NAME",
-    "SCRIPT_NAME",
-    "UWSGI_SCHEME",
-    "HTTP_HOST",
-    "HTTP_USER_AGENT",
-    "HTTP_ACCEPT",
-    "HTTP_ACCEPT_LANGUAGE",
-    "HTTP_ACCEPT_ENCODING",
-    "HTTP_COOKIE",
-    "HTTP_X_FORWARDED_FOR",
-    "HTTP_X_FORWARDED_PROTO",
-    "HTTP_X_REAL_IP",
-    "HTTP_REFERER",
-    "HTTP_CONNECTION",
-    "HTTP_CACHE_CONTROL",
-    "HTTP_AUTHORIZATION",
-    "HTTP_ORIGIN",
-    "HTTP_PRAGMA",
-    "HTTP_IF_NONE_MATCH",
-    "HTTP_IF_MODIFIED_SINCE",
-    "HTTP_UPGRADE_INSECURE_REQUESTS",
-    "HTTP_SEC_FETCH_DEST",
-    "HTTP_SEC_FETCH_MODE",
-    "HTTP_SEC_FETCH_SITE",
-    "HTTP_SEC_FETCH_USER",
-    "HTTP_DNT",
-    "HTTP_X_REQUESTED_WITH",
-    "HTTP_X_CSRFTOKEN",
-    "HTTP_X_FORWARDED_HOST",
-    "RAW_URI",
-    "wsgi.input",
-    "gunicorn.socket",
-    "wsgi.url_scheme",
+    0 => b"QUERY_STRING",
+    1 => b"REQUEST_METHOD",
+    2 => b"CONTENT_TYPE",
+    3 => b"CONTENT_LENGTH",
+    4 => b"REQUEST_URI",
+    5 => b"PATH_INFO",
+    6 => b"DOCUMENT_ROOT",
+    7 => b"SERVER_PROTOCOL",
+    8 => b"REQUEST_SCHEME",
+    9 => b"HTTPS",
+    10 => b"REMOTE_ADDR",
+    11 => b"REMOTE_PORT",
+    12 => b"SERVER_PORT",
+    13 => b"SERVER_NAME",
+    14 => b"SCRIPT_NAME",
+    15 => b"UWSGI_SCHEME",
+    16 => b"HTTP_HOST",
+    17 => b"HTTP_USER_AGENT",
+    18 => b"HTTP_ACCEPT",
+    19 => b"HTTP_ACCEPT_LANGUAGE",
+    20 => b"HTTP_ACCEPT_ENCODING",
+    21 => b"HTTP_COOKIE",
+    22 => b"HTTP_X_FORWARDED_FOR",
+    23 => b"HTTP_X_FORWARDED_PROTO",
+    24 => b"HTTP_X_REAL_IP",
+    25 => b"HTTP_REFERER",
+    26 => b"HTTP_CONNECTION",
+    27 => b"HTTP_CACHE_CONTROL",
+    28 => b"HTTP_AUTHORIZATION",
+    29 => b"HTTP_ORIGIN",
+    30 => b"HTTP_PRAGMA",
+    31 => b"HTTP_IF_NONE_MATCH",
+    32 => b"HTTP_IF_MODIFIED_SINCE",
+    33 => b"HTTP_UPGRADE_INSECURE_REQUESTS",
+    34 => b"HTTP_SEC_FETCH_DEST",
+    35 => b"HTTP_SEC_FETCH_MODE",
+    36 => b"HTTP_SEC_FETCH_SITE",
+    37 => b"HTTP_SEC_FETCH_USER",
+    38 => b"HTTP_DNT",
+    39 => b"HTTP_X_REQUESTED_WITH",
+    40 => b"HTTP_X_CSRFTOKEN",
+    41 => b"HTTP_X_FORWARDED_HOST",
+    42 => b"RAW_URI",
+    43 => b"wsgi.input",
+    44 => b"gunicorn.socket",
+    45 => b"wsgi.url_scheme",
 );
 
+const REQUEST_SCHEME: usize = 8;
 const HTTP_HOST: usize = 16;
 const RAW_URI: usize = 42;
 const WSGI_INPUT: usize = 43;
@@ -100,7 +98,7 @@ fn keys(py: Python<'_>) -> &[Py<PyString>] {
     KEYS.get_or_init(py, || {
         KEY_NAMES
             .iter()
-            .map(|k| PyString::intern(py, k).unbind())
+            .map(|k| PyString::intern(py, std::str::from_utf8(k).unwrap_or_default()).unbind())
             .collect()
     })
 }
@@ -108,7 +106,13 @@ fn keys(py: Python<'_>) -> &[Py<PyString>] {
 fn known_key<'py>(py: Python<'py>, idx: usize) -> Bound<'py, PyString> {
     match keys(py).get(idx) {
         Some(k) => k.bind(py).clone(),
-        None => PyString::new(py, KEY_NAMES.get(idx).copied().unwrap_or("")),
+        None => PyString::new(
+            py,
+            KEY_NAMES
+                .get(idx)
+                .and_then(|k| std::str::from_utf8(k).ok())
+                .unwrap_or_default(),
+        ),
     }
 }
 
@@ -156,9 +160,49 @@ pub fn var_value<'py>(
     vars: &[Var],
     var: &Var,
 ) -> PyResult<Bound<'py, PyString>> {
+    latin1(py, &var_bytes(block, vars, var))
+}
+
+/// gunicorn's `secure_scheme_headers` as `(environ key, value)` in latin-1 bytes (E7): checked
+/// against the vars in Rust, so a request without any of them costs no lookup.
+#[derive(Debug, Clone, Default)]
+pub struct SecureHeaders(Vec<(Vec<u8>, Vec<u8>)>);
+
+impl SecureHeaders {
+    /// From `{environ key: value}`; a value outside latin-1 can never be sent, so it is left out.
+    pub fn from_dict(dict: &Bound<'_, PyDict>) -> PyResult<Self> {
+        let mut pairs = Vec::new();
+        for (key, value) in dict.iter() {
+            let key: String = key.extract()?;
+            let value: String = value.extract()?;
+            let latin = |s: &str| s.chars().map(|c| u8::try_from(u32::from(c)).ok()).collect();
+            if let (Some(k), Some(v)) = (latin(&key), latin(&value)) {
+                pairs.push((k, v));
+            }
+        }
+        Ok(Self(pairs))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether the request carries one of the headers with its secure value.
+    fn present(&self, head: &Head, block: &[u8]) -> bool {
+        self.0.iter().any(|(key, wanted)| {
+            head.vars
+                .iter()
+                .find(|v| !v.shadowed && v.kind == Kind::Http && slice(block, v.raw.key) == key)
+                .is_some_and(|v| var_bytes(block, &head.vars, v) == wanted.as_slice())
+        })
+    }
+}
+
+/// The bytes of a var's value, a repeated header joined (V3).
+fn var_bytes<'b>(block: &'b [u8], vars: &[Var], var: &Var) -> std::borrow::Cow<'b, [u8]> {
     let value = slice(block, var.raw.value);
     if var.next_repeat == NONE {
-        return latin1(py, value);
+        return std::borrow::Cow::Borrowed(value);
     }
     let sep = joiner(slice(block, var.raw.key));
     let mut joined = value.to_vec();
@@ -168,7 +212,7 @@ pub fn var_value<'py>(
         joined.extend_from_slice(slice(block, v.raw.value));
         next = v.next_repeat;
     }
-    latin1(py, &joined)
+    std::borrow::Cow::Owned(joined)
 }
 
 /// Per-request inputs of the environ beside the vars.
@@ -177,12 +221,14 @@ pub struct Context<'a, 'py> {
     pub input: &'a Bound<'py, PyAny>,
     pub socket: &'a Bound<'py, PyAny>,
     /// The socket peer: the fallback for `REMOTE_ADDR`/`REMOTE_PORT` (E4).
-    pub peer_addr: &'a Bound<'py, PyAny>,
-    pub peer_port: &'a Bound<'py, PyAny>,
+    /// `(address, port)` as strings, made only when nginx did not send `REMOTE_ADDR`.
+    pub peer: &'a dyn Fn() -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)>,
     /// gunicorn's `SCRIPT_NAME` environment variable (E3).
     pub script_name: &'a str,
-    /// `{environ key: secure value}` from `secure_scheme_headers`, when the peer is trusted (E7).
-    pub secure_headers: Option<&'a Bound<'py, PyDict>>,
+    /// `secure_scheme_headers`, compiled (E7).
+    pub secure_headers: Option<&'a SecureHeaders>,
+    /// Whether the peer may set them (`forwarded_allow_ips`): asked only when one is present.
+    pub trusted: &'a dyn Fn() -> PyResult<bool>,
     /// gunicorn itself serves TLS.
     pub is_ssl: bool,
     /// The listening address (`(host, port)`, or a unix socket's path): the fallback for
@@ -199,7 +245,7 @@ fn is_true_flag(v: &[u8]) -> bool {
 fn url_scheme(
     head: &Head,
     block: &[u8],
-    env: &Bound<'_, PyDict>,
+    request_scheme: Option<&[u8]>,
     ctx: &Context<'_, '_>,
 ) -> PyResult<&'static str> {
     match head.control_value(block, Control::UwsgiScheme) {
@@ -214,20 +260,10 @@ fn url_scheme(
         return Ok("https");
     }
     if let Some(secure) = ctx.secure_headers {
-        for (key, wanted) in secure.iter() {
-            if let Some(got) = env.get_item(&key)? {
-                if got.eq(&wanted)? {
-                    return Ok("https");
-                }
-            }
+        if secure.present(head, block) && (ctx.trusted)()? {
+            return Ok("https");
         }
     }
-    let request_scheme = head
-        .vars
-        .iter()
-        .rev()
-        .find(|v| slice(block, v.raw.key) == b"REQUEST_SCHEME")
-        .map(|v| slice(block, v.raw.value));
     if request_scheme.is_some_and(|v| v.eq_ignore_ascii_case(b"https")) || ctx.is_ssl {
         return Ok("https");
     }
@@ -300,14 +336,15 @@ fn server_fallback(
     Ok(())
 }
 
-/// Builds the environ for one request (E1–E8).
+/// Builds the environ for one request (E1–E8); also returns its `wsgi.url_scheme`.
 pub fn build<'py>(
     py: Python<'py>,
     head: &Head,
     block: &[u8],
     ctx: &Context<'_, 'py>,
-) -> PyResult<Bound<'py, PyDict>> {
+) -> PyResult<(Bound<'py, PyDict>, &'static str)> {
     let env = ctx.base.copy()?;
+    let mut request_scheme: Option<&[u8]> = None;
     crate::pystr::with_cache(|mut cache| -> PyResult<()> {
         for var in head.vars.iter() {
             if var.shadowed {
@@ -323,6 +360,9 @@ pub fn build<'py>(
                 Some(i) => known_key(py, i),
                 None => latin1(py, raw_key)?,
             };
+            if idx == Some(REQUEST_SCHEME) {
+                request_scheme = Some(slice(block, var.raw.value));
+            }
             let value = match (idx, cache.as_deref_mut()) {
                 (Some(i), Some(cache)) if var.next_repeat == NONE && is_cached(i) => {
                     cache.get(py, i, slice(block, var.raw.value))?
@@ -393,15 +433,10 @@ pub fn build<'py>(
     }
     // REMOTE_ADDR / REMOTE_PORT fall back to the socket peer (E4).
     if !head.has(Control::RemoteAddr) {
-        env.set_item(
-            known_key(py, control_key(Control::RemoteAddr)),
-            ctx.peer_addr,
-        )?;
+        let (peer_addr, peer_port) = (ctx.peer)()?;
+        env.set_item(known_key(py, control_key(Control::RemoteAddr)), peer_addr)?;
         if !head.has(Control::RemotePort) {
-            env.set_item(
-                known_key(py, control_key(Control::RemotePort)),
-                ctx.peer_port,
-            )?;
+            env.set_item(known_key(py, control_key(Control::RemotePort)), peer_port)?;
         }
     }
     if !head.has(Control::ServerProtocol) {
@@ -426,9 +461,10 @@ pub fn build<'py>(
         }
     };
     env.set_item(known_key(py, RAW_URI), raw_uri)?;
+    let scheme = url_scheme(head, block, request_scheme, ctx)?;
     env.set_item(
         known_key(py, URL_SCHEME),
-        match url_scheme(head, block, &env, ctx)? {
+        match scheme {
             "https" => pyo3::intern!(py, "https"),
             _ => pyo3::intern!(py, "http"),
         },
@@ -438,7 +474,7 @@ pub fn build<'py>(
     }
     env.set_item(known_key(py, WSGI_INPUT), ctx.input)?;
     env.set_item(known_key(py, GUNICORN_SOCKET), ctx.socket)?;
-    Ok(env)
+    Ok((env, scheme))
 }
 
 #[cfg(test)]
@@ -449,6 +485,7 @@ mod tests {
     fn key_table_indices() {
         assert_eq!(key_index(b"RAW_URI"), Some(RAW_URI));
         assert_eq!(key_index(b"HTTP_HOST"), Some(HTTP_HOST));
+        assert_eq!(key_index(b"REQUEST_SCHEME"), Some(REQUEST_SCHEME));
         assert_eq!(key_index(b"wsgi.input"), Some(WSGI_INPUT));
         assert_eq!(key_index(b"gunicorn.socket"), Some(GUNICORN_SOCKET));
         assert_eq!(key_index(b"wsgi.url_scheme"), Some(URL_SCHEME));
@@ -469,14 +506,17 @@ mod tests {
             Control::ServerPort,
         ] {
             let name = KEY_NAMES[control_key(c)];
-            assert_eq!(Control::from_key(name.as_bytes()), Some(c), "{name}");
+            assert_eq!(Control::from_key(name), Some(c), "{name:?}");
         }
         assert_eq!(key_index(b"HTTP_NOT_LISTED"), None);
     }
 
     #[test]
     fn uncached_keys_are_the_per_request_ones() {
-        let names: Vec<&str> = UNCACHED.iter().map(|&i| KEY_NAMES[i]).collect();
+        let names: Vec<&str> = UNCACHED
+            .iter()
+            .map(|&i| std::str::from_utf8(KEY_NAMES[i]).unwrap())
+            .collect();
         assert_eq!(
             names,
             [

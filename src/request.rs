@@ -6,7 +6,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyIterator, PyList, PyString, PyTuple};
 
 use crate::bindings::{AllowList, Head, Limits};
-use crate::environ::{self, latin1, Context};
+use crate::environ::{self, latin1, Context, SecureHeaders};
 use crate::exceptions::{forbidden, protocol_error};
 use crate::framing::HEADER_SIZE;
 use crate::input::BytesInput;
@@ -95,7 +95,7 @@ fn version(protocol: Option<&[u8]>) -> (u32, u32) {
 pub struct EnvironSettings {
     base: Py<PyDict>,
     script_name: String,
-    secure_headers: Option<Py<PyDict>>,
+    secure_headers: Option<SecureHeaders>,
     forwarded: Py<AllowList>,
     is_ssl: bool,
 }
@@ -107,17 +107,21 @@ impl EnvironSettings {
     fn new(
         base: Py<PyDict>,
         script_name: String,
-        secure_headers: Option<Py<PyDict>>,
+        secure_headers: Option<&Bound<'_, PyDict>>,
         forwarded: Py<AllowList>,
         is_ssl: bool,
-    ) -> Self {
-        Self {
+    ) -> PyResult<Self> {
+        let secure_headers = secure_headers
+            .map(SecureHeaders::from_dict)
+            .transpose()?
+            .filter(|s| !s.is_empty());
+        Ok(Self {
             base,
             script_name,
             secure_headers,
             forwarded,
             is_ssl,
-        }
+        })
     }
 }
 
@@ -133,38 +137,37 @@ impl Request {
         client: &Bound<'py, PyAny>,
         server: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let (peer_addr, peer_port) = match client.cast::<PyTuple>() {
-            Ok(t) => (
+        let peer = || match client.cast::<PyTuple>() {
+            Ok(t) => Ok((
                 t.get_item(0)?.str()?.into_any(),
                 t.get_item(1)?.str()?.into_any(),
-            ),
+            )),
             Err(_) => {
                 let empty = pyo3::intern!(py, "").clone().into_any();
-                (empty.clone(), empty)
+                Ok((empty.clone(), empty))
             }
         };
-        let secure = match &settings.secure_headers {
-            Some(s) if !s.bind(py).is_empty() && settings.forwarded.get().allows(client)? => {
-                Some(s.bind(py))
-            }
-            _ => None,
-        };
+        let trusted = || settings.forwarded.get().allows(client);
         let ctx = Context {
             base: settings.base.bind(py),
             input: self.body.bind(py),
             socket: sock,
-            peer_addr: &peer_addr,
-            peer_port: &peer_port,
+            peer: &peer,
             script_name: &settings.script_name,
-            secure_headers: secure,
+            secure_headers: settings.secure_headers.as_ref(),
+            trusted: &trusted,
             is_ssl: settings.is_ssl,
             server,
         };
         let head = self.head.get();
-        let env = environ::build(py, &head.head, &head.block, &ctx)?;
-        if let Some(scheme) = env.get_item(pyo3::intern!(py, "wsgi.url_scheme"))? {
-            self.scheme = scheme.unbind();
+        let (env, scheme) = environ::build(py, &head.head, &head.block, &ctx)?;
+        self.scheme = match scheme {
+            "https" => pyo3::intern!(py, "https"),
+            _ => pyo3::intern!(py, "http"),
         }
+        .clone()
+        .into_any()
+        .unbind();
         Ok(env)
     }
 
@@ -339,7 +342,7 @@ pub fn request<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let bytes = data.as_bytes();
     let head = match vars::parse_head(bytes, &limits.inner()) {
-        Ok(Progress::Done(head)) => *head,
+        Ok(Progress::Done(head)) => head,
         Ok(Progress::NeedMore(n)) => return Ok(n.into_pyobject(py)?.into_any()),
         Err(e) => return Err(protocol_error(py, &e)),
     };

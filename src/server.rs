@@ -16,7 +16,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 use crate::allow::AllowList;
 use crate::bindings;
 use crate::connection::Connection;
-use crate::environ::{self, Context};
+use crate::environ::{self, Context, SecureHeaders};
 use crate::framing::HEADER_SIZE;
 use crate::input::BytesInput;
 use crate::io::{self, Accepted, Peer};
@@ -95,7 +95,7 @@ pub struct FastServer {
     socket_class: Py<PyAny>,
     file_wrapper: Py<PyAny>,
     script_name: String,
-    secure_headers: Option<Py<PyDict>>,
+    secure_headers: Option<SecureHeaders>,
     sendfile: bool,
     /// `log.debug` when debug logging is on: gunicorn's default `pre_request` hook logs
     /// `METHOD PATH` there.
@@ -148,7 +148,7 @@ impl FastServer {
                     let total = head.header.head_size() as u64 + head.content_length;
                     let have = self.buf.len() as u64;
                     if have == total {
-                        return Some(*head);
+                        return Some(head);
                     }
                     if have > total || total > EAGER_BODY {
                         return None;
@@ -263,29 +263,27 @@ impl FastServer {
             .get(head_size..head_size + length)
             .unwrap_or_default();
         let input = Bound::new(py, BytesInput::new(PyBytes::new(py, body)))?.into_any();
-        let (peer_addr, peer_port) = match peer {
-            Peer::Ip(a) => (
-                PyString::new(py, &a.ip().to_string()).into_any(),
-                PyString::new(py, &a.port().to_string()).into_any(),
-            ),
-            Peer::Unix => (
-                pyo3::intern!(py, "").clone().into_any(),
-                pyo3::intern!(py, "").clone().into_any(),
-            ),
+        let peer_strings = || {
+            Ok(match peer {
+                Peer::Ip(a) => (
+                    PyString::new(py, &a.ip().to_string()).into_any(),
+                    PyString::new(py, &a.port().to_string()).into_any(),
+                ),
+                Peer::Unix => (
+                    pyo3::intern!(py, "").clone().into_any(),
+                    pyo3::intern!(py, "").clone().into_any(),
+                ),
+            })
         };
-        let trusted = peer.ip().is_none_or(|ip| self.forwarded.allows(ip));
+        let trusted = || Ok(peer.ip().is_none_or(|ip| self.forwarded.allows(ip)));
         let ctx = Context {
             base: self.base.bind(py),
             input: &input,
             socket: conn.as_any(),
-            peer_addr: &peer_addr,
-            peer_port: &peer_port,
+            peer: &peer_strings,
             script_name: &self.script_name,
-            secure_headers: self
-                .secure_headers
-                .as_ref()
-                .filter(|_| trusted)
-                .map(|d| d.bind(py)),
+            secure_headers: self.secure_headers.as_ref(),
+            trusted: &trusted,
             is_ssl: false,
             server: Some(listener.server),
         };
@@ -313,7 +311,7 @@ impl FastServer {
                 self.sendfile,
             ),
         )?;
-        let result = environ::build(py, head, block, &ctx).and_then(|env| {
+        let result = environ::build(py, head, block, &ctx).and_then(|(env, _)| {
             let out = self
                 .app
                 .bind(py)
@@ -392,11 +390,15 @@ impl FastServer {
         socket_class: Py<PyAny>,
         file_wrapper: Py<PyAny>,
         script_name: String,
-        secure_headers: Option<Py<PyDict>>,
+        secure_headers: Option<&Bound<'_, PyDict>>,
         sendfile: bool,
         debug: Option<Py<PyAny>>,
-    ) -> Self {
-        Self {
+    ) -> PyResult<Self> {
+        let secure_headers = secure_headers
+            .map(SecureHeaders::from_dict)
+            .transpose()?
+            .filter(|s| !s.is_empty());
+        Ok(Self {
             app,
             limits: limits.inner(),
             allow: allow.inner().clone(),
@@ -414,7 +416,7 @@ impl FastServer {
             handoff: None,
             error: None,
             peer: None,
-        }
+        })
     }
 
     /// Serves up to `limit` connections pending on the non-blocking `listener` (address

@@ -152,11 +152,14 @@ impl Head {
 
 /// Progress of [`parse_head`].
 #[derive(Debug)]
+// The head is returned by value: it is built once per request and moved to its owner, and a
+// box would cost an allocation and a copy of its vars for every request.
+#[allow(clippy::large_enum_variant)]
 pub enum Progress {
     /// The head needs this many bytes in total; fewer have arrived.
     NeedMore(usize),
     /// The head is complete and valid; the body starts at `header.head_size()`.
-    Done(Box<Head>),
+    Done(Head),
 }
 
 #[derive(Default)]
@@ -422,7 +425,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Progress, ProtocolError
     }
     let end = header.head_size();
     match buf.get(HEADER_SIZE..end) {
-        Some(block) => parse_vars(header, block, limits).map(|h| Progress::Done(Box::new(h))),
+        Some(block) => parse_vars(header, block, limits).map(Progress::Done),
         None => Ok(Progress::NeedMore(end)),
     }
 }
@@ -460,7 +463,7 @@ mod tests {
     fn parse(pairs: &[(&[u8], &[u8])]) -> Result<Head, ProtocolError> {
         let pkt = packet(0, pairs);
         match parse_head(&pkt, &limits())? {
-            Progress::Done(h) => Ok(*h),
+            Progress::Done(h) => Ok(h),
             Progress::NeedMore(n) => panic!("needs {n}"),
         }
     }
