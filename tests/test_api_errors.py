@@ -159,6 +159,7 @@ def test_b3_client_disconnected_is_an_oserror():
     assert (e.received, e.expected) == (3, 10)
     assert "client disconnected" in str(e)
     assert "3" in str(e) and "10" in str(e)
+    assert e.what == "body" and "body bytes" in str(e)
     assert not isinstance(e, errors.UWSGIError)
 
 

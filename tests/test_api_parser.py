@@ -292,6 +292,7 @@ def test_x3_eof_inside_the_head_is_client_disconnected():
             parse_one([data[:cut]])
         assert isinstance(info.value, OSError)
         assert "disconnected" in str(info.value)
+        assert info.value.what == "head" and "head bytes" in str(info.value), info.value
 
 
 def test_f8_stalled_peer_raises_peer_timeout():

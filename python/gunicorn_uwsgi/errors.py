@@ -101,15 +101,17 @@ class RequestBodyTooLarge(UWSGIError):
 
 
 class ClientDisconnected(ConnectionResetError):
-    """The peer closed the connection before the whole body arrived (B3)."""
+    """The peer closed the connection before the whole body (B3), or the whole head, arrived;
+    ``what`` names which."""
 
-    def __init__(self, received: int, expected: int) -> None:
+    def __init__(self, received: int, expected: int, what: str = "body") -> None:
         super().__init__(
             errno.ECONNRESET,
-            f"client disconnected: {received} of {expected} body bytes received",
+            f"client disconnected: {received} of {expected} {what} bytes received",
         )
         self.received = received
         self.expected = expected
+        self.what = what
 
 
 class PeerTimeout(TimeoutError):

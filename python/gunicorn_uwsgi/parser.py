@@ -69,7 +69,7 @@ def _read_rest(
         while have < need:
             chunk = budget.recv(source, max(need - have, RECV_SIZE), "complete head")
             if not chunk:
-                raise ClientDisconnected(have, need)
+                raise ClientDisconnected(have, need, "head")
             chunks.append(chunk)
             have += len(chunk)
         data = b"".join(chunks)
