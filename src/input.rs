@@ -3,6 +3,7 @@
 //! socket lazily.
 
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyList};
 
 /// Exactly `CONTENT_LENGTH` bytes, then `b''`. Reading the whole body at once returns the
@@ -55,6 +56,22 @@ impl BytesInput {
             .position(|&b| b == b'\n')
             .map_or(window.len(), |i| i + 1)
     }
+}
+
+/// The input of a request without a body, shared: reading it never changes it. The second one
+/// is for a request followed by bytes it did not announce (`overflow`).
+static EMPTY: PyOnceLock<[Py<BytesInput>; 2]> = PyOnceLock::new();
+
+/// `wsgi.input` for a request without a body.
+pub fn empty<'py>(py: Python<'py>, overflow: bool) -> PyResult<Bound<'py, BytesInput>> {
+    let pair = EMPTY.get_or_try_init(py, || -> PyResult<_> {
+        Ok([
+            Py::new(py, BytesInput::with_overflow(PyBytes::new(py, b""), false))?,
+            Py::new(py, BytesInput::with_overflow(PyBytes::new(py, b""), true))?,
+        ])
+    })?;
+    let [clean, over] = pair;
+    Ok(if overflow { over } else { clean }.bind(py).clone())
 }
 
 fn limit(size: Option<isize>) -> Option<usize> {

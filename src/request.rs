@@ -2,8 +2,10 @@
 //! [`request`], which makes one from the bytes a connection's first receive brought.
 
 use pyo3::prelude::*;
+use std::sync::Arc;
+
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyDict, PyIterator, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::bindings::{AllowList, Head, Limits};
 use crate::environ::{self, latin1, Context, SecureHeaders};
@@ -350,7 +352,9 @@ pub fn request<'py>(
     let length = usize::try_from(head.content_length).unwrap_or(usize::MAX);
     let block = bytes.get(HEADER_SIZE..size).unwrap_or_default().to_vec();
     let rest = bytes.get(size..).unwrap_or_default();
-    let body = if rest.len() >= length {
+    let body = if length == 0 {
+        crate::input::empty(py, !rest.is_empty())?.into_any()
+    } else if rest.len() >= length {
         let body = PyBytes::new(py, rest.get(..length).unwrap_or_default());
         Bound::new(py, BytesInput::with_overflow(body, rest.len() > length))?.into_any()
     } else {
@@ -412,21 +416,10 @@ impl Compiled {
             settings: settings.unbind(),
         })
     }
-
-    fn clone_ref(&self, py: Python<'_>) -> Self {
-        Self {
-            cfg: self.cfg.clone_ref(py),
-            settings: self.settings.clone_ref(py),
-            limits: self.limits.clone_ref(py),
-            allow: self.allow.clone_ref(py),
-            environ: self.environ.clone_ref(py),
-            sendfile: self.sendfile,
-        }
-    }
 }
 
 /// The settings last compiled: a worker has one `cfg`.
-static LAST: std::sync::Mutex<Option<Compiled>> = std::sync::Mutex::new(None);
+static LAST: std::sync::Mutex<Option<Arc<Compiled>>> = std::sync::Mutex::new(None);
 
 /// `settings.settings_for(cfg)` with its native parts, remembered for the last `cfg` (or
 /// settings object, when the caller passes its own) seen.
@@ -434,7 +427,7 @@ fn compiled(
     py: Python<'_>,
     cfg: &Bound<'_, PyAny>,
     settings: Option<&Bound<'_, PyAny>>,
-) -> PyResult<Compiled> {
+) -> PyResult<Arc<Compiled>> {
     if let Ok(last) = LAST.try_lock() {
         if let Some(c) = last.as_ref() {
             let hit = match settings {
@@ -442,7 +435,7 @@ fn compiled(
                 None => c.cfg.is(cfg),
             };
             if hit {
-                return Ok(c.clone_ref(py));
+                return Ok(Arc::clone(c));
             }
         }
     }
@@ -450,9 +443,9 @@ fn compiled(
         Some(s) => s.clone(),
         None => helpers(py)?.settings_for.bind(py).call1((cfg,))?,
     };
-    let made = Compiled::of(py, cfg, settings)?;
+    let made = Arc::new(Compiled::of(py, cfg, settings)?);
     if let Ok(mut last) = LAST.try_lock() {
-        *last = Some(made.clone_ref(py));
+        *last = Some(Arc::clone(&made));
     }
     Ok(made)
 }
@@ -512,18 +505,17 @@ pub struct Parser {
     source: Py<PyAny>,
     #[pyo3(get)]
     source_addr: Py<PyAny>,
-    /// The protocol settings compiled for `cfg` (`settings.ProtocolSettings`).
-    #[pyo3(get)]
-    settings: Py<PyAny>,
+    /// The protocol settings compiled for `cfg`.
+    compiled: Arc<Compiled>,
     /// The request read, once iterated.
     #[pyo3(get)]
     mesg: Option<Py<PyAny>>,
     #[pyo3(get)]
     req_count: usize,
-    /// The iterator over `source` when it is an iterable of byte strings.
-    chunks: Option<Py<PyIterator>>,
-    limits: Py<Limits>,
-    allow: Py<AllowList>,
+    /// `source` is an iterable of byte strings, not a socket.
+    iterable: bool,
+    /// `source` is a list or a tuple.
+    sequence: bool,
     done: bool,
 }
 
@@ -533,14 +525,27 @@ impl Parser {
     fn read_chunks<'py>(
         &self,
         py: Python<'py>,
-        chunks: &Bound<'py, PyIterator>,
         settings: &Bound<'py, PyAny>,
         limits: &Limits,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let data = match chunks.clone().next() {
-            None => return Ok(None),
-            Some(d) => d?.cast_into::<PyBytes>()?,
+        let source = self.source.bind(py);
+        // A list or tuple is read by index; the iterator is made only for the slow path.
+        let mut iter = None;
+        let first = if self.sequence {
+            if source.len()? == 0 {
+                return Ok(None);
+            }
+            source.get_item(0)?
+        } else {
+            let it = source.try_iter()?;
+            let first = match it.clone().next() {
+                None => return Ok(None),
+                Some(d) => d?,
+            };
+            iter = Some(it);
+            first
         };
+        let data = first.cast_into::<PyBytes>()?;
         if data.as_bytes().is_empty() {
             return Ok(None);
         }
@@ -550,8 +555,16 @@ impl Parser {
                 return Ok(Some(req));
             }
         }
+        let rest = match iter {
+            Some(it) => it,
+            None => {
+                let it = source.try_iter()?;
+                it.clone().next().transpose()?;
+                it
+            }
+        };
         let h = helpers(py)?;
-        let source = h.iter_source.bind(py).call1((chunks,))?;
+        let source = h.iter_source.bind(py).call1((rest,))?;
         let req = h.read_request.bind(py).call1((
             source,
             self.source_addr.bind(py),
@@ -575,24 +588,29 @@ impl Parser {
         let compiled = compiled(py, &cfg, None)?;
         // A list or tuple of strings is the usual iterable source; anything else is a socket
         // when it has `recv`.
-        let is_sequence = source.is_instance_of::<PyList>() || source.is_instance_of::<PyTuple>();
-        let chunks = if !is_sequence && source.hasattr(pyo3::intern!(py, "recv"))? {
-            None
-        } else {
-            Some(source.try_iter()?.unbind())
-        };
+        let sequence = source.is_instance_of::<PyList>() || source.is_instance_of::<PyTuple>();
+        let iterable = sequence || !source.hasattr(pyo3::intern!(py, "recv"))?;
+        if iterable && !sequence {
+            // Not iterable at all: say so now, as `iter()` would.
+            source.try_iter()?;
+        }
         Ok(Self {
             cfg: cfg.unbind(),
             source: source.unbind(),
             source_addr: source_addr.unbind(),
-            settings: compiled.settings,
+            compiled,
             mesg: None,
             req_count: 0,
-            chunks,
-            limits: compiled.limits,
-            allow: compiled.allow,
+            iterable,
+            sequence,
             done: false,
         })
+    }
+
+    /// The protocol settings compiled for `cfg` (`settings.ProtocolSettings`).
+    #[getter]
+    fn settings(&self, py: Python<'_>) -> Py<PyAny> {
+        self.compiled.settings.clone_ref(py)
     }
 
     fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
@@ -604,20 +622,22 @@ impl Parser {
             return Ok(None);
         }
         self.done = true;
-        let settings = self.settings.bind(py).clone();
+        let compiled = Arc::clone(&self.compiled);
+        let settings = compiled.settings.bind(py);
         let peer = self.source_addr.bind(py);
-        if !self.allow.get().allows(peer)? {
+        if !compiled.allow.get().allows(peer)? {
             let host = peer.get_item(0)?.str()?.to_string();
             return Err(forbidden(py, host));
         }
-        let req = match &self.chunks {
-            Some(chunks) => self.read_chunks(py, chunks.bind(py), &settings, self.limits.get())?,
-            None => Some(helpers(py)?.read_request.bind(py).call1((
+        let req = if self.iterable {
+            self.read_chunks(py, settings, compiled.limits.get())?
+        } else {
+            Some(helpers(py)?.read_request.bind(py).call1((
                 self.source.bind(py),
                 peer,
                 &settings,
             ))?)
-            .filter(|r| !r.is_none()),
+            .filter(|r| !r.is_none())
         };
         if let Some(req) = &req {
             self.mesg = Some(req.clone().unbind());

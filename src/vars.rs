@@ -130,7 +130,7 @@ pub struct Var {
 #[derive(Debug, Clone)]
 pub struct Head {
     pub header: Header,
-    pub vars: SmallVec<[Var; 32]>,
+    pub vars: Vec<Var>,
     /// Index in `vars` of each control var present.
     pub control: [u16; CONTROL_COUNT],
     pub content_length: u64,
@@ -152,9 +152,6 @@ impl Head {
 
 /// Progress of [`parse_head`].
 #[derive(Debug)]
-// The head is returned by value: it is built once per request and moved to its owner, and a
-// box would cost an allocation and a copy of its vars for every request.
-#[allow(clippy::large_enum_variant)]
 pub enum Progress {
     /// The head needs this many bytes in total; fewer have arrived.
     NeedMore(usize),
@@ -293,7 +290,9 @@ pub fn parse_vars(header: Header, block: &[u8], limits: &Limits) -> Result<Head,
     if block.is_empty() {
         return Err(missing_params("empty vars block"));
     }
-    let mut vars: SmallVec<[Var; 32]> = SmallVec::new();
+    // On the heap, so that the head stays small to move and to keep in a Python object; a var
+    // takes at least 4 bytes of the block.
+    let mut vars: Vec<Var> = Vec::with_capacity((block.len() / 4).min(48));
     let mut control = [NONE; CONTROL_COUNT];
     // First and last index of each name seen that is not a control var.
     let mut seen = Seen::default();

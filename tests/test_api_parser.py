@@ -512,3 +512,31 @@ def test_v7_magic_vars_reach_python_as_strings_only(tmp_path, monkeypatch):
     assert req.uwsgi_vars["UWSGI_CHDIR"] == "/"
     assert os.getcwd() == str(tmp_path)
     assert "GUNICORN_UWSGI_EVIL" not in os.environ
+
+
+@pytest.mark.parametrize("kind", ["list", "tuple", "generator", "iterator"])
+def test_g3_every_kind_of_iterable_source(kind):
+    """G3, F2: the parser reads from a list, a tuple, a generator or an iterator alike: a
+    packet whole in its first string, and one split over several strings (the head and the
+    body each cut in two)."""
+    whole = request_packet(method="POST", path="/kinds", body=b"0123456789")
+    cut = [whole[:3], whole[3:20], whole[20:-4], whole[-4:]]
+
+    def source(chunks):
+        if kind == "list":
+            return list(chunks)
+        if kind == "tuple":
+            return tuple(chunks)
+        if kind == "generator":
+            return (c for c in chunks)
+        return iter(list(chunks))
+
+    for chunks in ([whole], cut):
+        req = parse_one(source(chunks))
+        assert (req.method, req.path) == ("POST", "/kinds")
+        assert req.body.read() == b"0123456789"
+
+
+def test_g3_a_source_that_is_neither_a_socket_nor_iterable_is_a_type_error():
+    with pytest.raises(TypeError):
+        UWSGIParser(cfg(), 42, PEER)
