@@ -181,29 +181,59 @@ type FxMap<'a> = HashMap<&'a [u8], u16, BuildHasherDefault<FxHasher>>;
 
 /// Names seen so far and where: a short list scanned linearly (the usual 15–40 vars need no
 /// allocation), a hash map once it grows, so a hostile 1000-var block stays linear in cost.
+/// Each listed name carries a tag of its length and two of its bytes, compared before the bytes.
 #[derive(Default)]
 struct Seen<'a> {
-    small: SmallVec<[(&'a [u8], u16); 32]>,
+    small: SmallVec<[(u32, &'a [u8], u16); 32]>,
     map: Option<FxMap<'a>>,
+}
+
+/// Length, middle byte and last byte of a name: names of a block rarely share all three.
+fn tag(key: &[u8]) -> u32 {
+    let len = key.len() as u32 & 0xffff;
+    let mid = key.get(key.len() / 2).copied().unwrap_or(0);
+    let last = key.last().copied().unwrap_or(0);
+    len | u32::from(mid) << 16 | u32::from(last) << 24
 }
 
 impl<'a> Seen<'a> {
     fn get(&self, key: &[u8]) -> Option<u16> {
         match &self.map {
             Some(map) => map.get(key).copied(),
-            None => self.small.iter().find(|(k, _)| *k == key).map(|(_, i)| *i),
+            None => {
+                let t = tag(key);
+                self.small
+                    .iter()
+                    .find(|(kt, k, _)| *kt == t && *k == key)
+                    .map(|(_, _, i)| *i)
+            }
         }
     }
 
+    /// Records where `key` was seen last.
     fn insert(&mut self, key: &'a [u8], idx: u16) {
+        let t = tag(key);
         if let Some(map) = &mut self.map {
             map.insert(key, idx);
-        } else if let Some(entry) = self.small.iter_mut().find(|(k, _)| *k == key) {
-            entry.1 = idx;
-        } else if self.small.len() < self.small.inline_size() {
-            self.small.push((key, idx));
+        } else if let Some(entry) = self
+            .small
+            .iter_mut()
+            .find(|(kt, k, _)| *kt == t && *k == key)
+        {
+            entry.2 = idx;
         } else {
-            let mut map: FxMap = self.small.drain(..).collect();
+            self.add(key, idx);
+        }
+    }
+
+    /// Records a name not seen before.
+    fn add(&mut self, key: &'a [u8], idx: u16) {
+        if let Some(map) = &mut self.map {
+            map.insert(key, idx);
+        } else if self.small.len() < self.small.inline_size() {
+            self.small.push((tag(key), key, idx));
+        } else {
+            let mut map: FxMap = self.small.drain(..).map(|(_, k, i)| (k, i)).collect();
             map.insert(key, idx);
             self.map = Some(map);
         }
@@ -373,7 +403,7 @@ pub fn parse_vars(header: Header, block: &[u8], limits: &Limits) -> Result<Head,
                         seen.insert(key, idx);
                     }
                 } else {
-                    seen.insert(key, idx);
+                    seen.add(key, idx);
                 }
             }
         }
