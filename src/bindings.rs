@@ -5,7 +5,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::allow;
-use crate::environ::{self, Context, SecureHeaders};
+use crate::environ;
 use crate::exceptions::{invalid_entry, protocol_error};
 use crate::framing::{slice, HEADER_SIZE};
 use crate::response;
@@ -109,7 +109,7 @@ impl Head {
     }
 
     #[getter]
-    fn is_head(&self) -> bool {
+    pub(crate) fn is_head(&self) -> bool {
         self.head.control_value(&self.block, Control::RequestMethod) == Some(b"HEAD")
     }
 
@@ -174,38 +174,6 @@ impl Head {
             out.append((environ::latin1(py, &name)?, value))?;
         }
         Ok(out)
-    }
-
-    /// The WSGI environ (E1–E8). `base` is the worker's constant environ, copied.
-    #[pyo3(signature = (base, input, socket, peer_addr, peer_port, script_name, secure_headers, is_ssl, server=None))]
-    #[allow(clippy::too_many_arguments)]
-    fn environ<'py>(
-        &self,
-        py: Python<'py>,
-        base: &Bound<'py, PyDict>,
-        input: &Bound<'py, PyAny>,
-        socket: &Bound<'py, PyAny>,
-        peer_addr: &Bound<'py, PyAny>,
-        peer_port: &Bound<'py, PyAny>,
-        script_name: &str,
-        secure_headers: Option<&Bound<'py, PyDict>>,
-        is_ssl: bool,
-        server: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyDict>> {
-        // The caller passes the headers only when it trusts the peer with them.
-        let secure = secure_headers.map(SecureHeaders::from_dict).transpose()?;
-        let ctx = Context {
-            base,
-            input,
-            socket,
-            peer: &|| Ok((peer_addr.clone(), peer_port.clone())),
-            script_name,
-            secure_headers: secure.as_ref(),
-            trusted: &|| Ok(true),
-            is_ssl,
-            server,
-        };
-        environ::build(py, &self.head, &self.block, &ctx).map(|(env, _)| env)
     }
 }
 

@@ -170,7 +170,7 @@ pub struct SecureHeaders(Vec<(Vec<u8>, Vec<u8>)>);
 
 impl SecureHeaders {
     /// From `{environ key: value}`; a value outside latin-1 can never be sent, so it is left out.
-    pub fn from_dict(dict: &Bound<'_, PyDict>) -> PyResult<Self> {
+    fn from_dict(dict: &Bound<'_, PyDict>) -> PyResult<Self> {
         let mut pairs = Vec::new();
         for (key, value) in dict.iter() {
             let key: String = key.extract()?;
@@ -183,8 +183,12 @@ impl SecureHeaders {
         Ok(Self(pairs))
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+    /// The compiled headers, or None when there are none to check.
+    pub fn compile(dict: Option<&Bound<'_, PyDict>>) -> PyResult<Option<Self>> {
+        Ok(dict
+            .map(Self::from_dict)
+            .transpose()?
+            .filter(|s| !s.0.is_empty()))
     }
 
     /// Whether the request carries one of the headers with its secure value.
@@ -446,21 +450,10 @@ pub fn build<'py>(
         )?;
     }
     // RAW_URI (E6).
-    let raw_uri = match head.control_value(block, Control::RequestUri) {
-        Some(uri) => latin1(py, uri)?,
-        None => {
-            let mut uri = path.to_vec();
-            if let Some(q) = head
-                .control_value(block, Control::QueryString)
-                .filter(|q| !q.is_empty())
-            {
-                uri.push(b'?');
-                uri.extend_from_slice(q);
-            }
-            latin1(py, &uri)?
-        }
-    };
-    env.set_item(known_key(py, RAW_URI), raw_uri)?;
+    env.set_item(
+        known_key(py, RAW_URI),
+        latin1(py, &head.request_uri(block))?,
+    )?;
     let scheme = url_scheme(head, block, request_scheme, ctx)?;
     env.set_item(
         known_key(py, URL_SCHEME),

@@ -43,7 +43,7 @@ pub struct Request {
 impl Request {
     /// Whether the method is `HEAD` (the response then has no body, R4).
     pub fn is_head(&self) -> bool {
-        self.head.get().control_bytes(Control::RequestMethod) == Some(b"HEAD")
+        self.head.get().is_head()
     }
 
     fn text<'py>(&self, py: Python<'py>, which: Control) -> PyResult<Bound<'py, PyString>> {
@@ -53,23 +53,9 @@ impl Request {
         }
     }
 
-    fn uri_bytes(&self) -> Vec<u8> {
+    fn uri_bytes(&self) -> std::borrow::Cow<'_, [u8]> {
         let head = self.head.get();
-        if let Some(uri) = head.control_bytes(Control::RequestUri) {
-            return uri.to_vec();
-        }
-        let mut uri = head
-            .control_bytes(Control::PathInfo)
-            .unwrap_or_default()
-            .to_vec();
-        if let Some(q) = head
-            .control_bytes(Control::QueryString)
-            .filter(|q| !q.is_empty())
-        {
-            uri.push(b'?');
-            uri.extend_from_slice(q);
-        }
-        uri
+        head.head.request_uri(&head.block)
     }
 }
 
@@ -113,10 +99,7 @@ impl EnvironSettings {
         forwarded: Py<AllowList>,
         is_ssl: bool,
     ) -> PyResult<Self> {
-        let secure_headers = secure_headers
-            .map(SecureHeaders::from_dict)
-            .transpose()?
-            .filter(|s| !s.is_empty());
+        let secure_headers = SecureHeaders::compile(secure_headers)?;
         Ok(Self {
             base,
             script_name,

@@ -394,10 +394,7 @@ impl FastServer {
         sendfile: bool,
         debug: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
-        let secure_headers = secure_headers
-            .map(SecureHeaders::from_dict)
-            .transpose()?
-            .filter(|s| !s.is_empty());
+        let secure_headers = SecureHeaders::compile(secure_headers)?;
         Ok(Self {
             app,
             limits: limits.inner(),

@@ -142,6 +142,25 @@ impl Head {
         self.control.get(which as usize).is_some_and(|&i| i != NONE)
     }
 
+    /// `REQUEST_URI`, else `PATH_INFO?QUERY_STRING` (E6).
+    pub fn request_uri<'b>(&self, block: &'b [u8]) -> std::borrow::Cow<'b, [u8]> {
+        if let Some(uri) = self.control_value(block, Control::RequestUri) {
+            return std::borrow::Cow::Borrowed(uri);
+        }
+        let mut uri = self
+            .control_value(block, Control::PathInfo)
+            .unwrap_or_default()
+            .to_vec();
+        if let Some(q) = self
+            .control_value(block, Control::QueryString)
+            .filter(|q| !q.is_empty())
+        {
+            uri.push(b'?');
+            uri.extend_from_slice(q);
+        }
+        std::borrow::Cow::Owned(uri)
+    }
+
     /// The value of a control var, if it was sent.
     pub fn control_value<'b>(&self, block: &'b [u8], which: Control) -> Option<&'b [u8]> {
         let idx = *self.control.get(which as usize)?;
@@ -502,6 +521,32 @@ mod tests {
     }
 
     const GET: (&[u8], &[u8]) = (b"REQUEST_METHOD", b"GET");
+
+    #[test]
+    fn e6_request_uri_or_path_and_query() {
+        type Pairs<'a> = &'a [(&'a [u8], &'a [u8])];
+        let cases: [(Pairs, &[u8]); 4] = [
+            (
+                &[
+                    GET,
+                    (b"REQUEST_URI", b"/a%20b?x=1"),
+                    (b"PATH_INFO", b"/a b"),
+                ],
+                b"/a%20b?x=1",
+            ),
+            (
+                &[GET, (b"PATH_INFO", b"/p"), (b"QUERY_STRING", b"q=2")],
+                b"/p?q=2",
+            ),
+            (&[GET, (b"PATH_INFO", b"/p"), (b"QUERY_STRING", b"")], b"/p"),
+            (&[GET], b""),
+        ];
+        for (pairs, want) in cases {
+            let pkt = packet(0, pairs);
+            let h = get(pairs);
+            assert_eq!(&*h.request_uri(&pkt[HEADER_SIZE..]), want);
+        }
+    }
 
     #[test]
     fn f2_need_more_until_block_complete() {

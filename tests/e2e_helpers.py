@@ -275,3 +275,24 @@ def assert_refused(
     assert (reply.header("Content-Type") or "").startswith("text/plain"), reply.headers
     assert line is not None
     return reply, line
+
+
+def magic_uwsgi_vars(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """The uWSGI server's magic vars (V7), pointing at a module and a script in ``tmp_path``
+    that would write the returned marker file if anything imported or ran them."""
+    marker = tmp_path / "executed"
+    (tmp_path / "e2e_marker.py").write_text(f"open({str(marker)!r}, 'w').write('imported')\n")
+    script = tmp_path / "script.py"
+    script.write_text(f"open({str(marker)!r}, 'w').write('run')\n")
+    return marker, {
+        "UWSGI_SCRIPT": "e2e_marker",
+        "UWSGI_MODULE": "e2e_marker",
+        "UWSGI_CALLABLE": "app",
+        "UWSGI_FILE": str(script),
+        "UWSGI_CHDIR": str(tmp_path),
+        "UWSGI_PYHOME": str(tmp_path),
+        "UWSGI_PYTHONPATH": str(tmp_path),
+        "UWSGI_SETENV": "E2E_FOO=pwned",
+        "UWSGI_APPID": "other",
+        "UWSGI_TOUCH_RELOAD": str(script),
+    }

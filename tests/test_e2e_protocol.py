@@ -31,6 +31,7 @@ from e2e_helpers import (
     address_of,
     assert_refused,
     good_request,
+    magic_uwsgi_vars,
     talk,
     var,
 )
@@ -477,23 +478,8 @@ def test_v6_any_token_method_is_served(server):
 def test_v7_magic_uwsgi_vars_are_inert(server, tmp_path):
     """V7: UWSGI_SCRIPT/FILE/CHDIR/SETENV/PYHOME/... are plain strings: nothing is imported,
     run, changed."""
-    marker = tmp_path / "executed"
-    (tmp_path / "e2e_marker.py").write_text(f"open({str(marker)!r}, 'w').write('imported')\n")
-    script = tmp_path / "script.py"
-    script.write_text(f"open({str(marker)!r}, 'w').write('run')\n")
+    marker, magic = magic_uwsgi_vars(tmp_path)
     before = ask_env(server.tcp, [GET, ("PATH_INFO", "/probe/cwd")])
-    magic = {
-        "UWSGI_SCRIPT": "e2e_marker",
-        "UWSGI_MODULE": "e2e_marker",
-        "UWSGI_CALLABLE": "app",
-        "UWSGI_FILE": str(script),
-        "UWSGI_CHDIR": str(tmp_path),
-        "UWSGI_PYHOME": str(tmp_path),
-        "UWSGI_PYTHONPATH": str(tmp_path),
-        "UWSGI_SETENV": "E2E_FOO=pwned",
-        "UWSGI_APPID": "other",
-        "UWSGI_TOUCH_RELOAD": str(script),
-    }
     env = ask_env(server.tcp, [*nginx_vars(path="/environ"), *magic.items()])
     for key, value in magic.items():
         assert env[key] == value

@@ -24,7 +24,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -403,6 +403,22 @@ def served_by_two(tmp: Path, worker: str, *extra: str) -> Gunicorn:
     return g
 
 
+def load_two_workers(
+    tmp: Path, g: Gunicorn, mix: Any, action: Callable[[], None]
+) -> tuple[Any, Path]:
+    """Loads ``g`` through nginx with ``mix`` for ``LOAD_SECONDS``, running ``action`` two
+    seconds in; returns wrk's result and nginx's access log."""
+    nginx, access_log = start_nginx(tmp, f"127.0.0.1:{g.tcp[1]}")
+    try:
+        with Wrk(tmp, f"http://127.0.0.1:{nginx.port}", mix, connections=CONNECTIONS) as wrk:
+            wrk.start(LOAD_SECONDS)
+            time.sleep(2)
+            action()
+            return wrk.wait(), access_log
+    finally:
+        nginx.stop()
+
+
 def expected_sizes(mix: Any) -> dict[str, int]:
     return {call.tag: len(call.expect) for call in mix}
 
@@ -432,23 +448,19 @@ def test_g2_sigkill_of_a_worker_under_load(tmp_path: Path, worker: str) -> None:
     require_worker(worker)
     g = served_by_two(tmp_path, worker)
     try:
-        nginx, access_log = start_nginx(tmp_path, f"127.0.0.1:{g.tcp[1]}")
-        try:
-            mix = small_mix()
-            url = f"http://127.0.0.1:{nginx.port}"
-            with Wrk(tmp_path, url, mix, connections=CONNECTIONS) as wrk:
-                wrk.start(LOAD_SECONDS)
-                time.sleep(2)
-                first = g.live_worker_pids()
-                victim = first[0]
-                os.kill(victim, signal.SIGKILL)
-                assert wait_until(
-                    lambda: len(g.live_worker_pids()) == 2 and victim not in g.live_worker_pids(),
-                    timeout=30,
-                ), g.output()
-                result = wrk.wait()
-        finally:
-            nginx.stop()
+        mix = small_mix()
+        first: list[int] = []
+
+        def kill_one() -> None:
+            first.extend(g.live_worker_pids())
+            os.kill(first[0], signal.SIGKILL)
+            assert wait_until(
+                lambda: len(g.live_worker_pids()) == 2 and first[0] not in g.live_worker_pids(),
+                timeout=30,
+            ), g.output()
+
+        result, access_log = load_two_workers(tmp_path, g, mix, kill_one)
+        victim = first[0]
         replaced = g.live_worker_pids()
         statuses = check_access_log(access_log, mix, allowed={502})
         print(f"\n{worker_id(worker)} SIGKILL under load: {result.summary()}; nginx {statuses}")
@@ -471,24 +483,19 @@ def test_g2_hup_under_load_loses_nothing(tmp_path: Path, worker: str) -> None:
     require_worker(worker)
     g = served_by_two(tmp_path, worker)
     try:
-        nginx, access_log = start_nginx(tmp_path, f"127.0.0.1:{g.tcp[1]}")
-        try:
-            mix = standard_mix()
-            url = f"http://127.0.0.1:{nginx.port}"
-            with Wrk(tmp_path, url, mix, connections=CONNECTIONS) as wrk:
-                wrk.start(LOAD_SECONDS)
-                time.sleep(2)
-                old = g.live_worker_pids()
-                g.send(signal.SIGHUP)
-                assert wait_until(
-                    lambda: (
-                        len(g.live_worker_pids()) == 2 and set(g.live_worker_pids()).isdisjoint(old)
-                    ),
-                    timeout=30,
-                ), g.output()
-                result = wrk.wait()
-        finally:
-            nginx.stop()
+        mix = standard_mix()
+
+        def reload() -> None:
+            old = g.live_worker_pids()
+            g.send(signal.SIGHUP)
+            assert wait_until(
+                lambda: (
+                    len(g.live_worker_pids()) == 2 and set(g.live_worker_pids()).isdisjoint(old)
+                ),
+                timeout=30,
+            ), g.output()
+
+        result, access_log = load_two_workers(tmp_path, g, mix, reload)
         statuses = check_access_log(access_log, mix, allowed=set())
         print(f"\n{worker_id(worker)} HUP under load: {result.summary()}; nginx {statuses}")
         result.assert_clean()

@@ -43,6 +43,7 @@ from e2e_helpers import (
     assert_handled,
     assert_refused,
     good_request,
+    magic_uwsgi_vars,
     rss_kib,
     talk,
     var,
@@ -576,22 +577,7 @@ def test_magic_uwsgi_vars_are_inert(server, tmp_path):
     """V7: UWSGI_SCRIPT, UWSGI_FILE, UWSGI_CHDIR, UWSGI_SETENV, UWSGI_PYHOME, ... are plain
     strings: nothing is imported, run, opened or changed; served, nothing logged above
     debug."""
-    marker = tmp_path / "executed"
-    (tmp_path / "e2e_marker.py").write_text(f"open({str(marker)!r}, 'w').write('imported')\n")
-    script = tmp_path / "script.py"
-    script.write_text(f"open({str(marker)!r}, 'w').write('run')\n")
-    magic = {
-        "UWSGI_SCRIPT": "e2e_marker",
-        "UWSGI_MODULE": "e2e_marker",
-        "UWSGI_CALLABLE": "app",
-        "UWSGI_FILE": str(script),
-        "UWSGI_CHDIR": str(tmp_path),
-        "UWSGI_PYHOME": str(tmp_path),
-        "UWSGI_PYTHONPATH": str(tmp_path),
-        "UWSGI_SETENV": "E2E_FOO=pwned",
-        "UWSGI_APPID": "other",
-        "UWSGI_TOUCH_RELOAD": str(script),
-    }
+    marker, magic = magic_uwsgi_vars(tmp_path)
     raw, _ = assert_handled(
         server, server.tcp, packet([*nginx_vars(path="/environ"), *magic.items()]), 200, warns=False
     )

@@ -65,18 +65,6 @@ class Head:
     def get(self, name: str, default: _T) -> str | _T: ...
     def vars(self) -> dict[str, str]: ...
     def headers(self) -> list[tuple[str, str]]: ...
-    def environ(
-        self,
-        base: dict[str, Any],
-        input: Any,
-        socket: Any,
-        peer_addr: str,
-        peer_port: str,
-        script_name: str,
-        secure_headers: dict[str, str] | None,
-        is_ssl: bool,
-        server: Any = None,
-    ) -> dict[str, Any]: ...
 
 @final
 class EnvironSettings:

@@ -72,31 +72,13 @@ class ProtocolSettings:
             base, self.script_name, self.secure_headers or None, self.forwarded, self.is_ssl
         )
 
-    def secure_headers_for(self, peer: Any) -> dict[str, str] | None:
-        """The secure-scheme headers a peer may set: all when gunicorn trusts it (E7)."""
-        if not self.secure_headers:
-            return None
-        return self.secure_headers if self.forwarded.allows(peer) else None
-
 
 _cache: weakref.WeakKeyDictionary[Any, ProtocolSettings] = weakref.WeakKeyDictionary()
 
 
-_last: tuple[Any, ProtocolSettings] | None = None
-
-
 def settings_for(cfg: Any) -> ProtocolSettings:
-    """The settings compiled for ``cfg``, made on first use (for the public parser API)."""
-    global _last
-    last = _last
-    if last is not None and last[0] is cfg:
-        return last[1]
-    settings = _compiled(cfg)
-    _last = (cfg, settings)
-    return settings
-
-
-def _compiled(cfg: Any) -> ProtocolSettings:
+    """The settings compiled for ``cfg``, made on first use (for the public parser API; the
+    native parser and ``create`` keep the last ones they asked for)."""
     try:
         return _cache[cfg]
     except (KeyError, TypeError):
