@@ -372,10 +372,29 @@ class Gunicorn:
         if self.proc.poll() is not None or not ok:
             raise AssertionError(f"gunicorn did not start:\n{self.output()}")
         for address in self.addresses():
-            if not wait_until(lambda a=address: self._connectable(a), timeout=15):
+            if not wait_until(lambda a=address: self._probe(a), timeout=15):
                 raise AssertionError(f"gunicorn not listening on {address}:\n{self.output()}")
-        # The worker is booted once it logs; give it a moment to enter its loop.
+        # Other workers (there may be several) are booted once they log; give them a moment
+        # to enter their loop.
         time.sleep(0.1)
+
+    @staticmethod
+    def _probe(address: Address) -> bool:
+        """True once ``address`` accepts a connection and a worker has dealt with it: the probe
+        sends nothing and waits for the close (or the 403 of a peer outside the allow list),
+        so whatever the worker logs about it is written before the tests start."""
+        try:
+            s = connect(address, 1.0)
+        except OSError:
+            return False
+        with s:
+            try:
+                s.shutdown(socket.SHUT_WR)
+                s.settimeout(10.0)
+                read_all(s)
+            except OSError:
+                pass  # listening; the worker is slow to answer
+        return True
 
     @staticmethod
     def _connectable(address: Address) -> bool:
