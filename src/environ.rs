@@ -12,81 +12,61 @@ use crate::exceptions::configuration_problem;
 use crate::framing::slice;
 use crate::vars::{strip_script_name, Control, Head, Kind, Var, NONE};
 
-macro_rules! interned_keys {
-    ($($idx:literal => $name:literal),* $(,)?) => {
-        const KEY_NAMES: &[&[u8]] = &[$($name),*];
-
-        /// The index of a usual key: one `match` on byte-string patterns, which the compiler
-        /// dispatches on the length before comparing bytes.
-        fn key_index(key: &[u8]) -> Option<usize> {
-            match key {
-                $($name => Some($idx),)*
-                _ => None,
-            }
-        }
-    };
-}
-
-// What nginx's `uwsgi_params` sends, the common request headers, and the keys the server adds.
-interned_keys!(
-    0 => b"QUERY_STRING",
-    1 => b"REQUEST_METHOD",
-    2 => b"CONTENT_TYPE",
-    3 => b"CONTENT_LENGTH",
-    4 => b"REQUEST_URI",
-    5 => b"PATH_INFO",
-    6 => b"DOCUMENT_ROOT",
-    7 => b"SERVER_PROTOCOL",
-    8 => b"REQUEST_SCHEME",
-    9 => b"HTTPS",
-    10 => b"REMOTE_ADDR",
-    11 => b"REMOTE_PORT",
-    12 => b"SERVER_PORT",
-    13 => b"SERVER_NAME",
-    14 => b"SCRIPT_NAME",
-    15 => b"UWSGI_SCHEME",
-    16 => b"HTTP_HOST",
-    17 => b"HTTP_USER_AGENT",
-    18 => b"HTTP_ACCEPT",
-    19 => b"HTTP_ACCEPT_LANGUAGE",
-    20 => b"HTTP_ACCEPT_ENCODING",
-    21 => b"HTTP_COOKIE",
-    22 => b"HTTP_X_FORWARDED_FOR",
-    23 => b"HTTP_X_FORWARDED_PROTO",
-    24 => b"HTTP_X_REAL_IP",
-    25 => b"HTTP_REFERER",
-    26 => b"HTTP_CONNECTION",
-    27 => b"HTTP_CACHE_CONTROL",
-    28 => b"HTTP_AUTHORIZATION",
-    29 => b"HTTP_ORIGIN",
-    30 => b"HTTP_PRAGMA",
-    31 => b"HTTP_IF_NONE_MATCH",
-    32 => b"HTTP_IF_MODIFIED_SINCE",
-    33 => b"HTTP_UPGRADE_INSECURE_REQUESTS",
-    34 => b"HTTP_SEC_FETCH_DEST",
-    35 => b"HTTP_SEC_FETCH_MODE",
-    36 => b"HTTP_SEC_FETCH_SITE",
-    37 => b"HTTP_SEC_FETCH_USER",
-    38 => b"HTTP_DNT",
-    39 => b"HTTP_X_REQUESTED_WITH",
-    40 => b"HTTP_X_CSRFTOKEN",
-    41 => b"HTTP_X_FORWARDED_HOST",
-    42 => b"RAW_URI",
-    43 => b"wsgi.input",
-    44 => b"gunicorn.socket",
-    45 => b"wsgi.url_scheme",
-);
-
-const REQUEST_SCHEME: usize = 8;
-const HTTP_HOST: usize = 16;
-const RAW_URI: usize = 42;
-const WSGI_INPUT: usize = 43;
-const GUNICORN_SOCKET: usize = 44;
-const URL_SCHEME: usize = 45;
+use crate::keys::{
+    control_key, key_index, GUNICORN_SOCKET, HTTP_HOST, KEY_NAMES, RAW_URI, REQUEST_SCHEME,
+    URL_SCHEME, WSGI_INPUT,
+};
 
 /// Keys whose values change with nearly every request: not worth a cache slot (and a cookie or
 /// credential is not kept past its request).
 const UNCACHED: &[usize] = &[0, 4, 5, 11, 21, 25, 28, 31, 32, 40, RAW_URI];
+
+/// Keys every environ has, whatever the request: [`build`] always sets them.
+const ALWAYS: &[usize] = &[
+    1,  // REQUEST_METHOD
+    0,  // QUERY_STRING
+    5,  // PATH_INFO
+    14, // SCRIPT_NAME
+    7,  // SERVER_PROTOCOL
+    10, // REMOTE_ADDR
+    13, // SERVER_NAME
+    12, // SERVER_PORT
+    RAW_URI,
+    URL_SCHEME,
+    WSGI_INPUT,
+    GUNICORN_SOCKET,
+];
+
+/// Entries at which CPython gives a dict the 64-slot table that holds a browser's environ
+/// (about 35 keys) without growing.
+const ROOMY: usize = 22;
+
+/// The dict each environ starts as a copy of: the constant environ, a `None` slot for each
+/// key of [`ALWAYS`] (a request fills it in place), and a table already large enough for the
+/// whole environ, since a copy keeps its source's table. The table is grown by padding keys,
+/// removed again.
+pub fn prepare_base<'py>(
+    py: Python<'py>,
+    constant: &Bound<'py, PyDict>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let base = constant.copy()?;
+    for &i in ALWAYS {
+        let key = known_key(py, i);
+        if !base.contains(&key)? {
+            base.set_item(key, py.None())?;
+        }
+    }
+    let pads: Vec<Bound<'py, PyString>> = (base.len()..ROOMY)
+        .map(|i| PyString::new(py, &format!("\0pad{i}")))
+        .collect();
+    for pad in &pads {
+        base.set_item(pad, py.None())?;
+    }
+    for pad in &pads {
+        base.del_item(pad)?;
+    }
+    Ok(base)
+}
 
 fn is_cached(idx: usize) -> bool {
     !UNCACHED.contains(&idx)
@@ -113,25 +93,6 @@ fn known_key<'py>(py: Python<'py>, idx: usize) -> Bound<'py, PyString> {
                 .and_then(|k| std::str::from_utf8(k).ok())
                 .unwrap_or_default(),
         ),
-    }
-}
-
-fn control_key(c: Control) -> usize {
-    match c {
-        Control::QueryString => 0,
-        Control::RequestMethod => 1,
-        Control::ContentType => 2,
-        Control::ContentLength => 3,
-        Control::RequestUri => 4,
-        Control::PathInfo => 5,
-        Control::ServerProtocol => 7,
-        Control::Https => 9,
-        Control::RemoteAddr => 10,
-        Control::RemotePort => 11,
-        Control::ServerPort => 12,
-        Control::ServerName => 13,
-        Control::ScriptName => 14,
-        Control::UwsgiScheme => 15,
     }
 }
 
@@ -166,21 +127,44 @@ pub fn var_value<'py>(
 /// gunicorn's `secure_scheme_headers` as `(environ key, value)` in latin-1 bytes (E7): checked
 /// against the vars in Rust, so a request without any of them costs no lookup.
 #[derive(Debug, Clone, Default)]
-pub struct SecureHeaders(Vec<(Vec<u8>, Vec<u8>)>);
+pub struct SecureHeaders(Vec<SecureHeader>);
+
+#[derive(Debug, Clone)]
+struct SecureHeader {
+    key: Vec<u8>,
+    /// The key's index among the known names: a var with a known name is matched by index.
+    known: Option<usize>,
+    value: Vec<u8>,
+}
+
+impl SecureHeader {
+    fn names(&self, block: &[u8], var: &Var) -> bool {
+        match (self.known, var.known()) {
+            (Some(a), Some(b)) => a == b,
+            (None, None) => slice(block, var.raw.key) == self.key,
+            _ => false,
+        }
+    }
+}
 
 impl SecureHeaders {
     /// From `{environ key: value}`; a value outside latin-1 can never be sent, so it is left out.
     fn from_dict(dict: &Bound<'_, PyDict>) -> PyResult<Self> {
-        let mut pairs = Vec::new();
+        let mut headers = Vec::new();
         for (key, value) in dict.iter() {
             let key: String = key.extract()?;
             let value: String = value.extract()?;
             let latin = |s: &str| s.chars().map(|c| u8::try_from(u32::from(c)).ok()).collect();
-            if let (Some(k), Some(v)) = (latin(&key), latin(&value)) {
-                pairs.push((k, v));
+            if let (Some(key), Some(value)) = (latin(&key), latin(&value)) {
+                let key: Vec<u8> = key;
+                headers.push(SecureHeader {
+                    known: key_index(&key),
+                    key,
+                    value,
+                });
             }
         }
-        Ok(Self(pairs))
+        Ok(Self(headers))
     }
 
     /// The compiled headers, or None when there are none to check.
@@ -191,14 +175,17 @@ impl SecureHeaders {
             .filter(|s| !s.0.is_empty()))
     }
 
-    /// Whether the request carries one of the headers with its secure value.
+    /// Whether the request carries one of the headers with its secure value: one pass over
+    /// the headers (a repeated one is joined into its first, the one not shadowed).
     fn present(&self, head: &Head, block: &[u8]) -> bool {
-        self.0.iter().any(|(key, wanted)| {
-            head.vars
-                .iter()
-                .find(|v| !v.shadowed && v.kind == Kind::Http && slice(block, v.raw.key) == key)
-                .is_some_and(|v| var_bytes(block, &head.vars, v) == wanted.as_slice())
-        })
+        head.vars
+            .iter()
+            .filter(|v| !v.shadowed && v.kind == Kind::Http)
+            .any(|v| {
+                self.0.iter().any(|h| {
+                    h.names(block, v) && var_bytes(block, &head.vars, v) == h.value.as_slice()
+                })
+            })
     }
 }
 
@@ -331,11 +318,14 @@ fn server_fallback(
                 }
             }
         };
-    if env.get_item(&name_key)?.is_none() {
-        env.set_item(name_key, name)?;
+    // Unset: absent, or the base's empty slot.
+    let unset =
+        |key: &Bound<'_, PyString>| env.get_item(key).map(|v| v.is_none_or(|v| v.is_none()));
+    if unset(&name_key)? {
+        env.set_item(&name_key, name)?;
     }
-    if env.get_item(&port_key)?.is_none() {
-        env.set_item(port_key, port)?;
+    if unset(&port_key)? {
+        env.set_item(&port_key, port)?;
     }
     Ok(())
 }
@@ -358,7 +348,7 @@ pub fn build<'py>(
             let idx = match var.kind {
                 Kind::HiddenHttp | Kind::Reserved => continue,
                 Kind::Control(c) => Some(control_key(c)),
-                Kind::Http | Kind::Other => key_index(raw_key),
+                Kind::Http | Kind::Other => var.known(),
             };
             let key = match idx {
                 Some(i) => known_key(py, i),

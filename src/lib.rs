@@ -12,6 +12,7 @@ pub mod exceptions;
 pub mod framing;
 pub mod input;
 pub mod io;
+pub mod keys;
 pub mod pystr;
 pub mod request;
 pub mod respond;

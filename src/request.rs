@@ -93,13 +93,14 @@ impl EnvironSettings {
     #[new]
     #[pyo3(signature = (base, script_name, secure_headers, forwarded, is_ssl))]
     fn new(
-        base: Py<PyDict>,
+        base: &Bound<'_, PyDict>,
         script_name: String,
         secure_headers: Option<&Bound<'_, PyDict>>,
         forwarded: Py<AllowList>,
         is_ssl: bool,
     ) -> PyResult<Self> {
         let secure_headers = SecureHeaders::compile(secure_headers)?;
+        let base = environ::prepare_base(base.py(), base)?.unbind();
         Ok(Self {
             base,
             script_name,

@@ -10,6 +10,7 @@ use smallvec::SmallVec;
 
 use crate::errors::ProtocolError;
 use crate::framing::{read_header, slice, Header, RawVar, Start, VarIter, HEADER_SIZE};
+use crate::keys;
 
 /// At most this many vars in one packet, whatever the settings (V4).
 pub const MAX_VARS: usize = 1000;
@@ -90,7 +91,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn of(key: &[u8]) -> Self {
+    pub(crate) fn of(key: &[u8]) -> Self {
         if let Some(rest) = key.strip_prefix(b"HTTP_") {
             return match rest {
                 b"CONTENT_TYPE" | b"CONTENT_LENGTH" | b"TRANSFER_ENCODING" => Self::HiddenHttp,
@@ -124,6 +125,18 @@ pub struct Var {
     pub shadowed: bool,
     /// For a repeated header: the index of its next occurrence, [`NONE`] at the end of the chain.
     pub next_repeat: u16,
+    /// The name's index in [`keys::KEY_NAMES`], [`UNKNOWN`] for other names.
+    pub known: u8,
+}
+
+/// Marks a name that is not in [`keys::KEY_NAMES`].
+pub const UNKNOWN: u8 = u8::MAX;
+
+impl Var {
+    /// The name's index in [`keys::KEY_NAMES`], if it is there.
+    pub fn known(&self) -> Option<usize> {
+        (self.known != UNKNOWN).then_some(usize::from(self.known))
+    }
 }
 
 /// A validated request head.
@@ -267,9 +280,39 @@ fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
-/// Whether a value holds a CR, LF or NUL (a SIMD scan: this is most of the parser's work).
+/// Values at least this long are scanned by `memchr3` (vector code); shorter ones, most of
+/// them, eight bytes at a time in a `u64`, which costs less than the call's setup.
+const VECTOR_SCAN: usize = 64;
+
+/// Whether a value holds a CR, LF or NUL.
 fn has_line_break(value: &[u8]) -> bool {
-    memchr::memchr3(b'\r', b'\n', 0, value).is_some()
+    if value.len() >= VECTOR_SCAN {
+        return memchr::memchr3(b'\r', b'\n', 0, value).is_some();
+    }
+    let mut words = value.chunks_exact(8);
+    let found = words.by_ref().any(|w| {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(w);
+        word_has_line_break(u64::from_le_bytes(word))
+    });
+    // The tail, padded with spaces.
+    let mut word = [b' '; 8];
+    word.iter_mut()
+        .zip(words.remainder())
+        .for_each(|(w, b)| *w = *b);
+    found || word_has_line_break(u64::from_le_bytes(word))
+}
+
+/// Whether one of the eight bytes of `word` is CR, LF or NUL: a byte is zero in `x` exactly
+/// when `(x - 0x01..) & !x & 0x80..` has its top bit set (exact as a yes or no).
+fn word_has_line_break(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const TOPS: u64 = 0x8080_8080_8080_8080;
+    let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & TOPS;
+    zero_byte(word)
+        | zero_byte(word ^ (ONES * u64::from(b'\r')))
+        | zero_byte(word ^ (ONES * u64::from(b'\n')))
+        != 0
 }
 
 /// Whether every byte of a name is printable ASCII without space (V2).
@@ -357,16 +400,20 @@ pub fn parse_vars(header: Header, block: &[u8], limits: &Limits) -> Result<Head,
         }
         let key = slice(block, raw.key);
         let value = slice(block, raw.value);
-        if !is_key(key) {
-            return Err(bad_key(key));
-        }
-        let kind = Kind::of(key);
+        // A known name is valid; any other is checked byte by byte (V2).
+        let known = keys::key_index(key);
+        let kind = match known {
+            Some(i) => keys::known_kind(i),
+            None if is_key(key) => Kind::of(key),
+            None => return Err(bad_key(key)),
+        };
         let idx = vars.len() as u16;
         let mut var = Var {
             raw,
             kind,
             shadowed: false,
             next_repeat: NONE,
+            known: known.and_then(|i| u8::try_from(i).ok()).unwrap_or(UNKNOWN),
         };
         match kind {
             Kind::Control(c) => {
@@ -521,6 +568,30 @@ mod tests {
     }
 
     const GET: (&[u8], &[u8]) = (b"REQUEST_METHOD", b"GET");
+
+    #[test]
+    fn v2_line_break_found_at_every_length_and_position() {
+        // Bytes next to the refused ones, and high bytes, are not line breaks.
+        let fillers = [
+            b'a', b' ', 0x01, 0x09, 0x0b, 0x0c, 0x0e, 0x7f, 0x80, 0x8d, 0xff,
+        ];
+        for len in 0..VECTOR_SCAN + 20 {
+            for filler in fillers {
+                let clean = vec![filler; len];
+                assert!(!has_line_break(&clean), "{len} x {filler:#x}");
+                for pos in 0..len {
+                    for bad in [0u8, b'\r', b'\n'] {
+                        let mut value = clean.clone();
+                        value[pos] = bad;
+                        assert!(
+                            has_line_break(&value),
+                            "{len} {pos} {bad:#x} in {filler:#x}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn e6_request_uri_or_path_and_query() {

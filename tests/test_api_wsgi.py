@@ -43,6 +43,11 @@ def environ(data, client=CLIENT, server=SERVER, cfg=None, sock=None) -> dict:
     req = request(data, peer=client, cfg=cfg)
     resp, env = wsgi.create(req, sock, client, server, cfg)
     assert isinstance(resp, wsgi.Response)
+    # Every key has its value: none is left as the empty slot of the prepared dict.
+    unset = [
+        k for k, v in env.items() if v is None and not (k == "gunicorn.socket" and sock is None)
+    ]
+    assert not unset, unset
     return env
 
 
