@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import random
 import socket
+import struct
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -294,6 +296,26 @@ def test_b3_eof_before_content_length_raises(pair, sent):
     assert isinstance(e, ConnectionError)
     assert "client disconnected" in str(e)
     assert (e.received, e.expected) == (sent, len(BODY))
+
+
+def test_b3_reset_before_content_length_raises_the_same_error():
+    """A peer that resets the connection mid-body is a disconnect with the counts too."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        peer = socket.create_connection(listener.getsockname())
+        ours, _ = listener.accept()
+        with ours:
+            peer.sendall(BODY[:5])
+            peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            peer.close()
+            time.sleep(0.05)
+            body = Body(ours, b"", len(BODY))
+            with pytest.raises(errors.ClientDisconnected) as info:
+                body.read()
+    e = info.value
+    assert isinstance(e, ConnectionResetError)
+    assert e.reset is True
+    assert e.received <= 5 and e.expected == len(BODY)
+    assert "connection reset" in str(e) and "body bytes received" in str(e)
 
 
 def test_b3_eof_with_part_in_the_initial_buffer(pair):

@@ -115,9 +115,16 @@ class Body:
             return False
         if self._budget is None:
             self._budget = WaitBudget(self._timeout or 30.0)
-        chunk = self._budget.recv(self._sock, min(self._left, max(want, _CHUNK)), "body bytes")
+        received = self._expected - self._left
+        try:
+            chunk = self._budget.recv(self._sock, min(self._left, max(want, _CHUNK)), "body bytes")
+        except ClientDisconnected:
+            raise
+        except ConnectionResetError:
+            # A reset is a departure too: the application sees the same error, with the counts.
+            raise ClientDisconnected(received, self._expected, reset=True) from None
         if not chunk:
-            raise ClientDisconnected(self._expected - self._left, self._expected)
+            raise ClientDisconnected(received, self._expected)
         if len(chunk) > self._left:  # a source that ignores the size asked for (B1, F5)
             chunk = chunk[: self._left]
             self.overflow = True

@@ -102,16 +102,20 @@ class RequestBodyTooLarge(UWSGIError):
 
 class ClientDisconnected(ConnectionResetError):
     """The peer closed the connection before the whole body (B3), or the whole head, arrived;
-    ``what`` names which."""
+    ``what`` names which, ``reset`` says the peer reset the connection rather than closing it."""
 
-    def __init__(self, received: int, expected: int, what: str = "body") -> None:
+    def __init__(
+        self, received: int, expected: int, what: str = "body", reset: bool = False
+    ) -> None:
+        how = " (connection reset)" if reset else ""
         super().__init__(
             errno.ECONNRESET,
-            f"client disconnected: {received} of {expected} {what} bytes received",
+            f"client disconnected{how}: {received} of {expected} {what} bytes received",
         )
         self.received = received
         self.expected = expected
         self.what = what
+        self.reset = reset
 
 
 class PeerTimeout(TimeoutError):
