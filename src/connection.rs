@@ -16,7 +16,7 @@ const SOCK_STREAM: i32 = 1;
 /// The connection of one request.
 #[pyclass(frozen, module = "gunicorn_uwsgi._native")]
 pub struct Connection {
-    /// The descriptor while Rust owns it; `None` once a Python socket took it or it was closed.
+    /// The descriptor, until the connection is closed.
     fd: Mutex<Option<OwnedFd>>,
     raw: RawFd,
     family: i32,
@@ -41,28 +41,32 @@ impl Connection {
         self.raw
     }
 
-    /// The `socket.socket` over this connection, made on first use; it owns the descriptor.
+    /// The `socket.socket` over this connection, made on first use over a duplicate of the
+    /// descriptor: an application that closes it closes its duplicate, and the descriptor the
+    /// response is written to stays this connection's until [`close`](Self::close) (never a
+    /// number the application's next `open` could reuse).
     fn socket<'py>(&self, py: Python<'py>) -> PyResult<&Bound<'py, PyAny>> {
         self.socket
             .get_or_try_init(py, || {
-                let fd = self
+                let dup = self
                     .fd
                     .lock()
                     .map_err(|_| pyo3::exceptions::PyRuntimeError::new_err("connection lock"))?
-                    .take()
-                    .ok_or_else(|| {
-                        pyo3::exceptions::PyOSError::new_err((9, "connection closed"))
-                    })?;
-                let raw = fd.into_raw_fd();
-                self.socket_class
+                    .as_ref()
+                    .ok_or_else(|| pyo3::exceptions::PyOSError::new_err((9, "connection closed")))?
+                    .try_clone()?;
+                let sock = self
+                    .socket_class
                     .bind(py)
-                    .call1((self.family, SOCK_STREAM, 0, raw))
-                    .map(Bound::unbind)
+                    .call1((self.family, SOCK_STREAM, 0, dup.as_raw_fd()))?;
+                // The socket object owns the duplicate now.
+                let _ = dup.into_raw_fd();
+                Ok::<_, PyErr>(sock.unbind())
             })
             .map(|s| s.bind(py))
     }
 
-    /// Closes the connection: through the Python socket if one was made, else directly.
+    /// Closes the connection: the Python socket if one was made, and the descriptor.
     pub fn close(&self, py: Python<'_>) -> PyResult<()> {
         if let Some(sock) = self.socket.get(py) {
             sock.bind(py).call_method0("close")?;

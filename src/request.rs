@@ -12,7 +12,7 @@ use crate::environ::{self, latin1, Context, SecureHeaders};
 use crate::exceptions::{forbidden, protocol_error};
 use crate::framing::HEADER_SIZE;
 use crate::input::BytesInput;
-use crate::respond::{direct_fd, Response};
+use crate::respond::Response;
 use crate::vars::{self, Control, Progress};
 
 /// One uwsgi request: `method`, `path`, `query`, `uri`, `version`, `headers`, `body`,
@@ -464,13 +464,13 @@ pub fn create<'py>(
     let environ = req
         .borrow_mut()
         .environ(py, compiled.environ.get(), sock, client, server)?;
-    let response = Response::with_fd(
+    let response = Response::over_socket(
+        py,
         req.clone().into_any().unbind(),
-        sock.clone().unbind(),
-        direct_fd(py, sock)?,
+        sock,
         req.borrow().is_head(),
         sendfile,
-    );
+    )?;
     PyTuple::new(
         py,
         [Bound::new(py, response)?.into_any(), environ.into_any()],

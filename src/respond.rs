@@ -71,6 +71,9 @@ pub struct Response {
     sock: Py<PyAny>,
     /// The socket's descriptor when bytes can go to it directly, else -1.
     fd: RawFd,
+    /// `fd` belongs to a Python socket the application can close: before a direct write,
+    /// the socket is asked whether it still has that descriptor.
+    check_fd: bool,
     is_head: bool,
     use_sendfile: bool,
     /// The status as the application gave it (set by the server for its own error answers).
@@ -103,6 +106,7 @@ impl Response {
             req,
             sock,
             fd,
+            check_fd: false,
             is_head,
             use_sendfile,
             status: None,
@@ -117,13 +121,48 @@ impl Response {
         }
     }
 
+    /// A writer for the Python socket `sock`: straight to its descriptor when that is safe.
+    pub fn over_socket(
+        py: Python<'_>,
+        req: Py<PyAny>,
+        sock: &Bound<'_, PyAny>,
+        is_head: bool,
+        use_sendfile: bool,
+    ) -> PyResult<Self> {
+        let fd = direct_fd(py, sock)?;
+        Ok(Self {
+            check_fd: fd >= 0,
+            ..Self::with_fd(req, sock.clone().unbind(), fd, is_head, use_sendfile)
+        })
+    }
+
     /// Whether the head has been written.
     pub fn headers_sent(&self) -> bool {
         self.headers_sent
     }
 
+    /// The descriptor to write to directly, if any. A socket the application closed (or
+    /// whose descriptor changed) fails as `sendall` would on it, with EBADF: the bytes never
+    /// go to a descriptor number that may belong to something else by now.
+    fn direct(&self, py: Python<'_>) -> PyResult<RawFd> {
+        if self.check_fd {
+            let now: RawFd = self
+                .sock
+                .bind(py)
+                .call_method0(pyo3::intern!(py, "fileno"))?
+                .extract()?;
+            if now != self.fd {
+                return Err(pyo3::exceptions::PyOSError::new_err((
+                    9,
+                    "Bad file descriptor: gunicorn.socket was closed by the application",
+                )));
+            }
+        }
+        Ok(self.fd)
+    }
+
     fn send(&self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
-        match io::borrow(self.fd) {
+        match io::borrow(self.direct(py)?) {
             Some(fd) => {
                 let done = io::send_ready(fd, data).map_err(|e| os_error(&e))?;
                 if let Some(rest) = data.get(done..).filter(|r| !r.is_empty()) {
@@ -245,7 +284,7 @@ impl Response {
         if size == 0 {
             return Ok(true);
         }
-        let sent = match io::borrow(self.fd) {
+        let sent = match io::borrow(self.direct(py)?) {
             Some(out) => py
                 .detach(|| io::send_file(out, file, offset, size))
                 .map_err(|e| os_error(&e))?,
@@ -279,14 +318,7 @@ impl Response {
                 .getattr(pyo3::intern!(py, "method"))
                 .is_ok_and(|m| m.eq("HEAD").unwrap_or(false)),
         };
-        let fd = direct_fd(py, &sock)?;
-        Ok(Self::with_fd(
-            req.unbind(),
-            sock.unbind(),
-            fd,
-            is_head,
-            sendfile,
-        ))
+        Self::over_socket(py, req.unbind(), &sock, is_head, sendfile)
     }
 
     /// PEP 3333 `start_response`, validating the status and headers at once (R1, R7).

@@ -13,7 +13,7 @@ import pytest
 
 from gunicorn_uwsgi._native import BytesInput
 from gunicorn_uwsgi.body import Body
-from support import Gunicorn, exchange, packet, request_packet, vector
+from support import Gunicorn, exchange, packet, request_packet, vector, wait_until
 
 # Requests whose responses carry nothing that differs between two servers (no pid, no port).
 REQUESTS = {
@@ -69,6 +69,29 @@ def test_e8_gunicorn_socket_works_on_both_paths(servers):
         assert body["peer"] == ""  # an unnamed unix peer
         kinds.append(body["type"])
     assert kinds == ["Connection", "socket"]
+
+
+def test_e8_closing_gunicorn_socket_never_sends_the_response_elsewhere(servers, tmp_path):
+    """E8, R1: an application that closes ``gunicorn.socket`` and then opens a file (which may
+    get the closed descriptor's number) never gets response bytes in that file. The Rust cycle
+    gave the application a duplicate of the connection, so the response still reaches the
+    client; on the Python path the write fails as on a closed socket, the client sees the
+    connection closed. Either way the worker goes on serving."""
+    fast, slow = servers
+    for server, answered in ((fast, True), (slow, False)):
+        target = tmp_path / f"{'fast' if answered else 'slow'}.out"
+        raw = exchange(server.unix, request_packet(path="/close-socket", query=str(target)))
+        if answered:
+            assert raw.startswith(b"HTTP/1.1 200 OK\r\n"), raw
+            assert raw.endswith(b"written after the close"), raw
+        else:
+            # The client sees the close at once; the write fails after the file is open.
+            assert raw == b"", raw
+            assert wait_until(
+                lambda log=server.log: "gunicorn.socket was closed" in log(), timeout=10
+            )
+        assert target.read_bytes() == b""
+        assert exchange(server.unix, request_packet(path="/hello")).endswith(b"Hello world\n")
 
 
 BODIES = [b"", b"x", b"line1\nline2\n", b"a\n\nb", b"no newline at all", b"\n" * 5]

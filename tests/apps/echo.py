@@ -97,6 +97,21 @@ def app(environ, start_response):
         ).encode()
         start_response("200 OK", [("Content-Type", "application/json")])
         return [body]
+    if path == "/close-socket":
+        # Closes gunicorn.socket, then opens a file (the query names it) that stays open while
+        # the response is written: no response byte may land in it.
+        environ["gunicorn.socket"].close()
+        f = open(environ["QUERY_STRING"], "wb")
+
+        class Result:
+            def __iter__(self):
+                yield b"written after the close"
+
+            def close(self):
+                f.close()
+
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return Result()
     if path == "/bytes":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return b"bare bytes"
