@@ -91,7 +91,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub(crate) fn of(key: &[u8]) -> Self {
+    pub fn of(key: &[u8]) -> Self {
         if let Some(rest) = key.strip_prefix(b"HTTP_") {
             return match rest {
                 b"CONTENT_TYPE" | b"CONTENT_LENGTH" | b"TRANSFER_ENCODING" => Self::HiddenHttp,
