@@ -55,10 +55,12 @@ impl Connection {
                     .as_ref()
                     .ok_or_else(|| pyo3::exceptions::PyOSError::new_err((9, "connection closed")))?
                     .try_clone()?;
-                let sock = self
-                    .socket_class
-                    .bind(py)
-                    .call1((self.family, SOCK_STREAM, 0, dup.as_raw_fd()))?;
+                let sock = self.socket_class.bind(py).call1((
+                    self.family,
+                    SOCK_STREAM,
+                    0,
+                    dup.as_raw_fd(),
+                ))?;
                 // The socket object owns the duplicate now.
                 let _ = dup.into_raw_fd();
                 Ok::<_, PyErr>(sock.unbind())

@@ -21,7 +21,10 @@ fn v2_holds(block: &[u8]) -> Option<bool> {
             ok = false;
             continue;
         }
-        let checked = matches!(Kind::of(key), Kind::Control(_) | Kind::Http | Kind::HiddenHttp);
+        let checked = matches!(
+            Kind::of(key),
+            Kind::Control(_) | Kind::Http | Kind::HiddenHttp
+        );
         if checked && value.iter().any(|&b| b == 0 || b == b'\r' || b == b'\n') {
             ok = false;
         }
