@@ -23,14 +23,14 @@ const UNCACHED: &[usize] = &[0, 4, 5, 11, 21, 25, 28, 31, 32, 40, RAW_URI];
 
 /// Keys every environ has, whatever the request: [`build`] always sets them.
 const ALWAYS: &[usize] = &[
-    1,  // REQUEST_METHOD
-    0,  // QUERY_STRING
-    5,  // PATH_INFO
-    14, // SCRIPT_NAME
-    7,  // SERVER_PROTOCOL
-    10, // REMOTE_ADDR
-    13, // SERVER_NAME
-    12, // SERVER_PORT
+    control_key(Control::RequestMethod),
+    control_key(Control::QueryString),
+    control_key(Control::PathInfo),
+    control_key(Control::ScriptName),
+    control_key(Control::ServerProtocol),
+    control_key(Control::RemoteAddr),
+    control_key(Control::ServerName),
+    control_key(Control::ServerPort),
     RAW_URI,
     URL_SCHEME,
     WSGI_INPUT,
@@ -154,9 +154,10 @@ impl SecureHeaders {
         for (key, value) in dict.iter() {
             let key: String = key.extract()?;
             let value: String = value.extract()?;
-            let latin = |s: &str| s.chars().map(|c| u8::try_from(u32::from(c)).ok()).collect();
+            let latin = |s: &str| -> Option<Vec<u8>> {
+                s.chars().map(|c| u8::try_from(u32::from(c)).ok()).collect()
+            };
             if let (Some(key), Some(value)) = (latin(&key), latin(&value)) {
-                let key: Vec<u8> = key;
                 headers.push(SecureHeader {
                     known: key_index(&key),
                     key,
@@ -472,22 +473,7 @@ mod tests {
         assert_eq!(key_index(b"wsgi.input"), Some(WSGI_INPUT));
         assert_eq!(key_index(b"gunicorn.socket"), Some(GUNICORN_SOCKET));
         assert_eq!(key_index(b"wsgi.url_scheme"), Some(URL_SCHEME));
-        for c in [
-            Control::RequestMethod,
-            Control::ContentLength,
-            Control::ContentType,
-            Control::PathInfo,
-            Control::ScriptName,
-            Control::QueryString,
-            Control::RequestUri,
-            Control::RemoteAddr,
-            Control::RemotePort,
-            Control::Https,
-            Control::UwsgiScheme,
-            Control::ServerProtocol,
-            Control::ServerName,
-            Control::ServerPort,
-        ] {
+        for c in Control::ALL {
             let name = KEY_NAMES[control_key(c)];
             assert_eq!(Control::from_key(name), Some(c), "{name:?}");
         }

@@ -78,8 +78,11 @@ pub const WSGI_INPUT: usize = 43;
 pub const GUNICORN_SOCKET: usize = 44;
 pub const URL_SCHEME: usize = 45;
 
+/// Number of known names.
+const KEY_COUNT: usize = KEY_NAMES.len();
+
 /// The index of a control var's name.
-pub fn control_key(c: Control) -> usize {
+pub const fn control_key(c: Control) -> usize {
     match c {
         Control::QueryString => 0,
         Control::RequestMethod => 1,
@@ -98,27 +101,32 @@ pub fn control_key(c: Control) -> usize {
     }
 }
 
+/// The kind of each known name, worked out when the crate is compiled from the table and
+/// [`control_key`] (an index out of range fails the build, not a request).
+#[allow(clippy::indexing_slicing)]
+const KINDS: [Kind; KEY_COUNT] = {
+    let mut kinds = [Kind::Other; KEY_COUNT];
+    let mut i = HTTP_HOST;
+    while i <= LAST_HEADER {
+        kinds[i] = Kind::Http;
+        i += 1;
+    }
+    let mut i = WSGI_INPUT;
+    while i < KEY_COUNT {
+        kinds[i] = Kind::Reserved;
+        i += 1;
+    }
+    let mut c = 0;
+    while c < Control::ALL.len() {
+        kinds[control_key(Control::ALL[c])] = Kind::Control(Control::ALL[c]);
+        c += 1;
+    }
+    kinds
+};
+
 /// How a var with a known name reaches the environ: what [`Kind::of`] says of that name.
 pub fn known_kind(idx: usize) -> Kind {
-    match idx {
-        0 => Kind::Control(Control::QueryString),
-        1 => Kind::Control(Control::RequestMethod),
-        2 => Kind::Control(Control::ContentType),
-        3 => Kind::Control(Control::ContentLength),
-        4 => Kind::Control(Control::RequestUri),
-        5 => Kind::Control(Control::PathInfo),
-        7 => Kind::Control(Control::ServerProtocol),
-        9 => Kind::Control(Control::Https),
-        10 => Kind::Control(Control::RemoteAddr),
-        11 => Kind::Control(Control::RemotePort),
-        12 => Kind::Control(Control::ServerPort),
-        13 => Kind::Control(Control::ServerName),
-        14 => Kind::Control(Control::ScriptName),
-        15 => Kind::Control(Control::UwsgiScheme),
-        HTTP_HOST..=LAST_HEADER => Kind::Http,
-        WSGI_INPUT.. => Kind::Reserved,
-        _ => Kind::Other,
-    }
+    KINDS.get(idx).copied().unwrap_or(Kind::Other)
 }
 
 #[cfg(test)]

@@ -54,6 +54,24 @@ pub enum Control {
 pub const CONTROL_COUNT: usize = 14;
 
 impl Control {
+    /// Every control var.
+    pub const ALL: [Self; CONTROL_COUNT] = [
+        Self::RequestMethod,
+        Self::ContentLength,
+        Self::ContentType,
+        Self::PathInfo,
+        Self::ScriptName,
+        Self::QueryString,
+        Self::RequestUri,
+        Self::RemoteAddr,
+        Self::RemotePort,
+        Self::Https,
+        Self::UwsgiScheme,
+        Self::ServerProtocol,
+        Self::ServerName,
+        Self::ServerPort,
+    ];
+
     pub fn from_key(key: &[u8]) -> Option<Self> {
         Some(match key {
             b"REQUEST_METHOD" => Self::RequestMethod,

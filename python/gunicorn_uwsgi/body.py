@@ -118,8 +118,6 @@ class Body:
         received = self._expected - self._left
         try:
             chunk = self._budget.recv(self._sock, min(self._left, max(want, _CHUNK)), "body bytes")
-        except ClientDisconnected:
-            raise
         except ConnectionResetError:
             # A reset is a departure too: the application sees the same error, with the counts.
             raise ClientDisconnected(received, self._expected, reset=True) from None
