@@ -180,14 +180,20 @@ impl Response {
         }
     }
 
+    /// Body bytes the response cannot carry were dropped (R4). For HEAD that is the server's
+    /// job (PEP 3333: the application may send the body it would send for GET), so it is
+    /// silent; a body on a 1xx, 204 or 304 is the application's mistake and is reported once.
     fn warn_no_body(&mut self, py: Python<'_>) {
+        let status = self.status_code.unwrap_or(0);
+        if self.is_head && !response::omits_body(status, false) {
+            return;
+        }
         if !self.warned_no_body {
             self.warned_no_body = true;
             warn(
                 py,
                 format!(
-                    "WSGI app sent body bytes on a response without a body (status {}); dropped.",
-                    self.status_code.unwrap_or(0)
+                    "WSGI app sent body bytes on a response without a body (status {status}); dropped."
                 ),
             );
         }

@@ -714,13 +714,29 @@ def test_r1_close_without_body_sends_the_head(wire):
         ("GET", "103 Early Hints", [("Content-Length", "5")], b"HTTP/1.1 103 Early Hints\r\n\r\n"),
     ],
 )
-def test_r4_no_body_bytes(wire, method, status, headers, expected_head):
+def test_r4_no_body_bytes(wire, caplog, method, status, headers, expected_head):
+    """R4: no body bytes. The body of a HEAD response is dropped silently (the server's job,
+    PEP 3333); one on a 1xx/204/304 is the app's mistake and warns once."""
     resp = response(wire, method=method)
     resp.start_response(status, headers)
-    resp.write(b"hello")
-    resp.write(b"more")
-    resp.close()
+    with caplog.at_level(logging.WARNING, logger="gunicorn.error"):
+        resp.write(b"hello")
+        resp.write(b"more")
+        resp.close()
     assert wire.received() == expected_head
+    warned = [r for r in caplog.records if "without a body" in r.getMessage()]
+    assert len(warned) == (0 if method == "HEAD" else 1), warned
+
+
+@pytest.mark.parametrize("status", ["204 No Content", "304 Not Modified"])
+def test_r4_head_with_a_bodiless_status_still_warns(wire, caplog, status):
+    """R4: a HEAD answered 204/304 with a body: the app would send that body on GET too."""
+    resp = response(wire, method="HEAD")
+    resp.start_response(status, [])
+    with caplog.at_level(logging.WARNING, logger="gunicorn.error"):
+        resp.write(b"hello")
+        resp.close()
+    assert [r for r in caplog.records if "without a body" in r.getMessage()]
 
 
 def test_r7_start_response_twice_without_exc_info_is_an_error(wire):

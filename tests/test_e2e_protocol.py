@@ -845,13 +845,24 @@ def test_r3_short_body_warns_and_closes(server, address):
     assert "Content-Length 100" in line and "sent 9" in line
 
 
+NO_BODY_WARNING = "sent body bytes on a response without a body"
+
+
 def test_r4_head_has_no_body_but_keeps_content_length(server, address):
-    """R4: HEAD: no body bytes, Content-Length kept."""
+    """R4: HEAD: no body bytes, Content-Length kept; the app's body is dropped silently
+    (PEP 3333: that is the server's job, as in gunicorn), on every worker class. A 204 with
+    a body, sent last, still warns: once its warning is in the log, the HEADs' would be too."""
+    mark = LogMark(server)
     raw, _ = talk(address, request_packet(method="HEAD", path="/hello"))
     assert raw == b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n\r\n"
     reply = Reply(talk(address, request_packet(method="HEAD", path="/big", query="200000"))[0])
     assert reply.header("Content-Length") == "200000"
     assert reply.body == b""
+    reply = Reply(talk(address, request_packet(method="HEAD", path="/file"))[0])
+    assert reply.body == b"" and reply.header("Content-Length") is not None
+    talk(address, request_packet(path="/nocontent"))
+    mark.wait_for(r"\[WARNING\].*" + NO_BODY_WARNING + r".*status 204")
+    assert [line for line in mark.lines() if NO_BODY_WARNING in line and "status 200" in line] == []
 
 
 @pytest.mark.parametrize(
@@ -876,9 +887,12 @@ def test_r4_bodiless_statuses(server, status, length):
 
 
 def test_r4_204_from_echo_app(server):
-    """R4: /nocontent (204 with a Content-Length and a body): neither reaches the wire."""
+    """R4: /nocontent (204 with a Content-Length and a body): neither reaches the wire, and
+    the app's body is reported: a 204 with a body is the app's mistake."""
+    mark = LogMark(server)
     raw, _ = talk(server.tcp, request_packet(path="/nocontent"))
     assert raw == b"HTTP/1.1 204 No Content\r\n\r\n"
+    mark.wait_for(r"\[WARNING\].*" + NO_BODY_WARNING + r" \(status 204\)")
 
 
 def test_r5_file_wrapper_sends_the_file(server, address):
