@@ -12,6 +12,13 @@ allow list (127.0.0.1,::1: a peer on 127.0.0.2 gets 403, also on gunicorn 23, wh
 ``egg:gunicorn-uwsgi-rs#sync``. A last virtualenv gets the wheel alone, so pip resolves its
 dependencies (the latest gunicorn): the clean-install check. The whole suite runs on the latest
 gunicorn in ``.venv`` itself.
+
+The extras: the wheel alone (that last virtualenv) and the wheel with each extra pyproject.toml
+declares (``.venv-matrix/extra-<name>``, installed as ``<wheel>[<name>]``) must boot every worker
+class the install is meant to support, each serving a GET and a POST echo: ``SyncWorker`` and
+``ThreadWorker`` everywhere, ``GeventWorker`` too with ``[gevent]`` (so nothing gunicorn's gevent
+worker imports may be missing from that extra). A virtualenv is made again from nothing when the
+wheel's declared dependencies change, so a reused one never hides a missing dependency.
 """
 
 from __future__ import annotations
@@ -24,12 +31,30 @@ import socket
 import subprocess
 import sys
 import tarfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from support import SYNC, THREAD, Gunicorn, Nginx, Reply, read_all, request_packet
+from support import (
+    GEVENT,
+    SYNC,
+    THREAD,
+    Gunicorn,
+    Nginx,
+    Reply,
+    ask,
+    read_all,
+    request_packet,
+    worker_args,
+    worker_id,
+)
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 MATRIX_DIR = ROOT / ".venv-matrix"
@@ -39,6 +64,22 @@ GUNICORN_VERSIONS = ["23.0.0", "24.1.1", "25.3.0", "26.2.0"]
 LATEST = "latest"
 EGG_SYNC = "egg:gunicorn-uwsgi-rs#sync"
 PIP_TIMEOUT = 600
+
+
+def declared_extras() -> list[str]:
+    """The extras pyproject.toml declares (``[project.optional-dependencies]``)."""
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        project = tomllib.load(f)["project"]
+    return sorted(project.get("optional-dependencies", {}))
+
+
+#: The installs whose worker classes must boot: the wheel alone (``""``), then with each extra.
+EXTRAS = ["", *declared_extras()]
+
+
+def extra_workers(extra: str) -> list[str]:
+    """The worker classes an install with ``extra`` supports: gevent's needs ``[gevent]``."""
+    return [SYNC, THREAD, GEVENT] if extra == "gevent" else [SYNC, THREAD]
 
 
 def cargo_version() -> str:
@@ -78,20 +119,32 @@ def _pip(python: Path, *args: str) -> None:
     _run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *args])
 
 
-def matrix_venv(name: str, wheel: Path) -> Path:
-    """``.venv-matrix/<name>`` with gunicorn ``name`` (or, for ``latest``, the wheel's own
-    dependencies) and this wheel installed; created once, the wheel refreshed when it changed."""
+def wheel_dependencies(wheel: Path) -> list[str]:
+    """The wheel's ``Requires-Dist`` and ``Provides-Extra`` lines, as pip reads them."""
+    with zipfile.ZipFile(wheel) as z:
+        metadata = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
+        text = z.read(metadata).decode()
+    return [line for line in text.splitlines() if line.startswith(("Requires-Dist:", "Provides-"))]
+
+
+def matrix_venv(name: str, wheel: Path, extra: str = "") -> Path:
+    """``.venv-matrix/<name>`` with gunicorn ``name`` (or, for ``latest`` and ``extra-*``, the
+    wheel's own dependencies, with ``extra``) and this wheel installed; created once, again
+    from nothing when the wheel's dependencies change, the wheel refreshed when it changed."""
     venv = MATRIX_DIR / name
     python = _venv_python(venv)
     ready = venv / ".ready"
-    if not ready.exists():
+    wanted = "\n".join([f"{name} [{extra}]", *wheel_dependencies(wheel)]) + "\n"
+    if not ready.exists() or ready.read_text() != wanted:
         shutil.rmtree(venv, ignore_errors=True)
         _run([sys.executable, "-m", "venv", str(venv)])
-        if name == LATEST:
+        if extra:
+            _pip(python, f"{wheel}[{extra}]")
+        elif name == LATEST:
             _pip(python, str(wheel))
         else:
             _pip(python, f"gunicorn=={name}", str(wheel))
-        ready.write_text(name + "\n")
+        ready.write_text(wanted)
     stamp = venv / ".wheel-sha256"
     digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
     if not stamp.exists() or stamp.read_text().strip() != digest:
@@ -214,3 +267,47 @@ def test_smoke_behind_nginx_G1_F7_A1(
             s.sendall(request_packet(path="/hello"))
             assert Reply(read_all(s)).status == 403
         assert "Traceback" not in g.log()
+
+
+# -- clean installs, one per extra -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def extra_env(request: pytest.FixtureRequest, wheel: Path) -> Iterator[tuple[str, Path, dict]]:
+    extra = request.param
+    python = matrix_venv(f"extra-{extra}" if extra else LATEST, wheel, extra)
+    yield extra, python, describe(python)
+
+
+def test_every_extra_is_covered(wheel: Path) -> None:
+    """The extras the wheel declares are the ones the boot test below installs."""
+    provided = [
+        line.split(":", 1)[1].strip()
+        for line in wheel_dependencies(wheel)
+        if line.startswith("Provides-Extra:")
+    ]
+    assert sorted(provided) == EXTRAS[1:]
+    assert "gevent" in provided
+
+
+@pytest.mark.parametrize(
+    ("extra_env", "worker"),
+    [(extra, worker) for extra in EXTRAS for worker in extra_workers(extra)],
+    ids=[f"{extra or 'no-extra'}-{worker_id(w)}" for extra in EXTRAS for w in extra_workers(extra)],
+    indirect=["extra_env"],
+)
+def test_extra_boots_its_worker_classes_G1(
+    extra_env: tuple[str, Path, dict], worker: str, tmp_path: Path
+) -> None:
+    """G1: ``pip install <wheel>`` (or ``<wheel>[extra]``) into a clean virtualenv is enough
+    for each worker class that install supports to boot and serve a GET and a POST echo."""
+    _, python, info = extra_env
+    with _server(tmp_path, python, info, worker, worker_args(worker)) as g:
+        assert g.tcp is not None
+        reply = ask(g.tcp, request_packet(path="/hello"))
+        assert (reply.status, reply.body) == (200, b"Hello world\n"), g.output()[-3000:]
+        payload = bytes(range(256)) * 64
+        reply = ask(g.tcp, request_packet(method="POST", path="/echo", body=payload))
+        assert (reply.status, reply.body) == (200, payload)
+        assert f"Using worker: {worker}" in g.log(), g.log()[-3000:]
+        assert "Traceback" not in g.log(), g.log()[-3000:]
