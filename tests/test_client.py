@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 
 import pytest
 
-from gunicorn_uwsgi.client import encode, request_vars
+from gunicorn_uwsgi.client import encode, request_vars, response_status
 from support import free_port
 
 
@@ -52,6 +55,81 @@ def test_client_post_sends_the_body(server, transport, tmp_path):
     proc = run_client(*where(server, transport), "/echo", "-X", "PUT", "-d", f"@{upload}")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.endswith(upload.read_bytes())
+
+
+@pytest.mark.parametrize("transport", ["tcp", "unix"])
+def test_client_exit_status_is_0_below_400(server, transport):
+    """1xx-3xx: exit 0, as ``curl --fail`` does (a 204 here)."""
+    proc = run_client(*where(server, transport), "/nocontent")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(b"HTTP/1.1 204 ")
+
+
+@pytest.mark.parametrize(("target", "status"), [("/no-such-route", 404), ("/raise", 500)])
+@pytest.mark.parametrize("transport", ["tcp", "unix"])
+def test_client_exit_status_is_22_from_400(server, transport, target, status):
+    """A 4xx or 5xx response exits 22, curl ``--fail``'s status, so that a health check fails;
+    the response is printed all the same, and stderr names the status."""
+    proc = run_client(*where(server, transport), target)
+    assert proc.returncode == 22, (proc.returncode, proc.stderr)
+    assert proc.stdout.startswith(b"HTTP/1.1 %d " % status), proc.stdout[:200]
+    assert b"\r\n\r\n" in proc.stdout
+    assert b"answered %d" % status in proc.stderr
+
+
+@pytest.fixture
+def not_http() -> Iterator[int]:
+    """A TCP server on 127.0.0.1 that answers every connection with bytes that are not HTTP."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    listener.settimeout(0.2)
+    done = threading.Event()
+
+    def serve() -> None:
+        while not done.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(5)
+                try:
+                    conn.recv(65536)
+                    conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+                except OSError:
+                    pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        done.set()
+        thread.join(5)
+        listener.close()
+
+
+def test_client_answer_that_is_not_http_exits_1(not_http):
+    proc = run_client(f"127.0.0.1:{not_http}", "/health")
+    assert proc.returncode == 1, (proc.returncode, proc.stderr)
+    assert proc.stdout == b"SSH-2.0-OpenSSH_9.2\r\n"
+    assert b"no HTTP status line" in proc.stderr
+
+
+def test_client_response_status():
+    assert response_status(b"HTTP/1.1 200 OK\r\n\r\nbody") == 200
+    assert response_status(b"HTTP/1.0 503 Service Unavailable\r\n\r\n") == 503
+    assert response_status(b"HTTP/1.1 404\r\n\r\n") == 404
+    # An interim response is passed over when another follows; 101 is final (a WebSocket).
+    assert (
+        response_status(b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 500 X\r\n") == 500
+    )
+    assert response_status(b"HTTP/1.1 103 Early Hints\r\n\r\n") == 103
+    assert response_status(b"HTTP/1.1 101 Switching Protocols\r\n\r\nHTTP/1.1 500 X") == 101
+    assert response_status(b"") is None
+    assert response_status(b"garbage") is None
+    assert response_status(b"HTTP/1.1 2000 OK\r\n") is None
 
 
 def test_client_connection_errors_exit_non_zero(tmp_path):

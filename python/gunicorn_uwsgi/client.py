@@ -3,14 +3,17 @@
     python -m gunicorn_uwsgi.client [--unix PATH | HOST:PORT] /path?query
                                     [-X METHOD] [-H 'Name: value'] [-d BODY | -d @FILE]
 
-It sends one request with the vars nginx's stock ``uwsgi_params`` would send, prints the
-response as the server wrote it, and exits 0; 1 when the server cannot be reached or closes
-without answering; 2 on bad arguments.
+It sends one request with the vars nginx's stock ``uwsgi_params`` would send and prints the
+response as the server wrote it. The exit status is for scripts and health checks, as with
+``curl --fail``: 0 when the response status is 1xx-3xx; 22 (curl's ``--fail`` code) when it is
+400 or more, the response still printed; 1 when the server cannot be reached, closes without
+answering or answers with something that is not an HTTP response; 2 on bad arguments.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import socket
 import struct
 import sys
@@ -18,6 +21,14 @@ from collections.abc import Iterable, Sequence
 from urllib.parse import unquote_to_bytes
 
 Var = tuple[bytes, bytes]
+
+#: Exit statuses (2, bad arguments, is argparse's): a 1xx-3xx response; no usable answer; a
+#: 4xx or 5xx response (22 is curl's CURLE_HTTP_RETURNED_ERROR, what ``curl --fail`` exits).
+EXIT_OK = 0
+EXIT_UNREACHABLE = 1
+EXIT_HTTP_ERROR = 22
+
+_STATUS_LINE = re.compile(rb"HTTP/\d(?:\.\d)? ([1-5]\d\d)(?:[ \r\n]|$)")
 
 
 def encode(pairs: Iterable[Var], body: bytes = b"", modifier1: int = 0) -> bytes:
@@ -119,10 +130,28 @@ def send(address: str | tuple[str, int], packet: bytes, timeout: float) -> bytes
             chunks.append(chunk)
 
 
+def response_status(answer: bytes) -> int | None:
+    """The final status of a response as the server wrote it: the first status line's, past
+    any interim 1xx response (other than 101) that another response follows; None when the
+    answer does not start with an HTTP status line."""
+    while True:
+        match = _STATUS_LINE.match(answer)
+        if match is None:
+            return None
+        status = int(match.group(1))
+        _, sep, rest = answer.partition(b"\r\n\r\n")
+        if 100 <= status < 200 and status != 101 and sep and _STATUS_LINE.match(rest):
+            answer = rest
+            continue
+        return status
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m gunicorn_uwsgi.client",
         description="Send one uwsgi request, as nginx would, and print the response.",
+        epilog="Exit status: 0 for a 1xx-3xx response, 22 for 4xx or 5xx (as curl --fail), "
+        "1 when the server cannot be reached or gives no HTTP response, 2 on bad arguments.",
     )
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--unix", metavar="PATH", help="a unix socket")
@@ -151,13 +180,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(e))
     except OSError as e:
         print(f"uwsgi client: {address}: {e}", file=sys.stderr)
-        return 1
+        return EXIT_UNREACHABLE
     if not answer:
         print(f"uwsgi client: {address} closed without answering", file=sys.stderr)
-        return 1
+        return EXIT_UNREACHABLE
     sys.stdout.buffer.write(answer)
     sys.stdout.buffer.flush()
-    return 0
+    status = response_status(answer)
+    if status is None:
+        print(f"uwsgi client: {address} answered with no HTTP status line", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    if status >= 400:
+        print(f"uwsgi client: {address} answered {status}", file=sys.stderr)
+        return EXIT_HTTP_ERROR
+    return EXIT_OK
 
 
 if __name__ == "__main__":
