@@ -234,11 +234,24 @@ fn is_true_flag(v: &[u8]) -> bool {
         .any(|t| v.eq_ignore_ascii_case(t))
 }
 
-fn url_scheme(
+/// `REQUEST_SCHEME` as sent (the last one, V3), for [`url_scheme`] outside the environ.
+pub fn request_scheme<'b>(head: &Head, block: &'b [u8]) -> Option<&'b [u8]> {
+    head.vars
+        .iter()
+        .find(|v| !v.shadowed && v.known() == Some(REQUEST_SCHEME))
+        .map(|v| slice(block, v.raw.value))
+}
+
+/// `wsgi.url_scheme` by the E7 rules: the one definition, for the environ and for
+/// `UWSGIRequest.scheme` at parse time. `trusted` says whether the peer may set the
+/// `secure_headers` (asked only when one of them is present).
+pub fn url_scheme(
     head: &Head,
     block: &[u8],
     request_scheme: Option<&[u8]>,
-    ctx: &Context<'_, '_>,
+    secure_headers: Option<&SecureHeaders>,
+    trusted: &dyn Fn() -> PyResult<bool>,
+    is_ssl: bool,
 ) -> PyResult<&'static str> {
     match head.control_value(block, Control::UwsgiScheme) {
         Some(v) if v.eq_ignore_ascii_case(b"https") => return Ok("https"),
@@ -251,12 +264,12 @@ fn url_scheme(
     {
         return Ok("https");
     }
-    if let Some(secure) = ctx.secure_headers {
-        if secure.present(head, block) && (ctx.trusted)()? {
+    if let Some(secure) = secure_headers {
+        if secure.present(head, block) && trusted()? {
             return Ok("https");
         }
     }
-    if request_scheme.is_some_and(|v| v.eq_ignore_ascii_case(b"https")) || ctx.is_ssl {
+    if request_scheme.is_some_and(|v| v.eq_ignore_ascii_case(b"https")) || is_ssl {
         return Ok("https");
     }
     Ok("http")
@@ -445,7 +458,14 @@ pub fn build<'py>(
         known_key(py, RAW_URI),
         latin1(py, &head.request_uri(block))?,
     )?;
-    let scheme = url_scheme(head, block, request_scheme, ctx)?;
+    let scheme = url_scheme(
+        head,
+        block,
+        request_scheme,
+        ctx.secure_headers,
+        ctx.trusted,
+        ctx.is_ssl,
+    )?;
     env.set_item(
         known_key(py, URL_SCHEME),
         match scheme {

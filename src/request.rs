@@ -31,7 +31,7 @@ pub struct Request {
     peer_addr: Py<PyAny>,
     #[pyo3(get, set)]
     req_number: usize,
-    /// `wsgi.url_scheme`, set when the environ is built.
+    /// `wsgi.url_scheme` (E7), set by the parser and again when the environ is built.
     #[pyo3(get, set)]
     scheme: Py<PyAny>,
     #[pyo3(get, set)]
@@ -57,6 +57,39 @@ impl Request {
         let head = self.head.get();
         head.head.request_uri(&head.block)
     }
+
+    /// Sets `scheme` by the E7 rules from the vars, for a request from socket peer `client`:
+    /// right from parse time, as gunicorn's request has it for `pre_request`.
+    fn resolve_scheme(
+        &mut self,
+        py: Python<'_>,
+        settings: &EnvironSettings,
+        client: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let trusted = || settings.forwarded.get().allows(client);
+        let head = self.head.get();
+        let scheme = environ::url_scheme(
+            &head.head,
+            &head.block,
+            environ::request_scheme(&head.head, &head.block),
+            settings.secure_headers.as_ref(),
+            &trusted,
+            settings.is_ssl,
+        )?;
+        self.scheme = scheme_object(py, scheme);
+        Ok(())
+    }
+}
+
+/// `"https"` or `"http"`, interned.
+fn scheme_object(py: Python<'_>, scheme: &str) -> Py<PyAny> {
+    match scheme {
+        "https" => pyo3::intern!(py, "https"),
+        _ => pyo3::intern!(py, "http"),
+    }
+    .clone()
+    .into_any()
+    .unbind()
 }
 
 /// `HTTP/x.y` as `(x, y)`; anything else is HTTP/1.1.
@@ -147,14 +180,20 @@ impl Request {
         };
         let head = self.head.get();
         let (env, scheme) = environ::build(py, &head.head, &head.block, &ctx)?;
-        self.scheme = match scheme {
-            "https" => pyo3::intern!(py, "https"),
-            _ => pyo3::intern!(py, "http"),
-        }
-        .clone()
-        .into_any()
-        .unbind();
+        self.scheme = scheme_object(py, scheme);
         Ok(env)
+    }
+
+    /// Sets `scheme` (`wsgi.url_scheme`, E7) from the vars, for a request from socket peer
+    /// `client`: the parser does this, so `pre_request` sees it before the environ is built.
+    #[pyo3(name = "resolve_scheme")]
+    fn py_resolve_scheme(
+        &mut self,
+        py: Python<'_>,
+        settings: &EnvironSettings,
+        client: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        self.resolve_scheme(py, settings, client)
     }
 
     #[new]
@@ -536,6 +575,11 @@ impl Parser {
         let req = request(py, &data, limits, self.source_addr.clone_ref(py), 1)?;
         if let Ok(r) = req.cast::<Request>() {
             if !r.borrow().body.is_none(py) {
+                r.borrow_mut().resolve_scheme(
+                    py,
+                    self.compiled.environ.get(),
+                    self.source_addr.bind(py),
+                )?;
                 return Ok(Some(req));
             }
         }

@@ -11,7 +11,7 @@ import socket
 import pytest
 from gunicorn.config import Config
 
-from gunicorn_uwsgi import UWSGIParser, errors
+from gunicorn_uwsgi import UWSGIParser, errors, wsgi
 from gunicorn_uwsgi.message import UWSGIRequest
 from support import packet, request_packet, vector
 
@@ -540,3 +540,62 @@ def test_g3_every_kind_of_iterable_source(kind):
 def test_g3_a_source_that_is_neither_a_socket_nor_iterable_is_a_type_error():
     with pytest.raises(TypeError):
         UWSGIParser(cfg(), 42, PEER)
+
+
+# -- the drop-in for gunicorn's parser (G3, E7, X3) --------------------------------------------
+
+GET = ("REQUEST_METHOD", "GET")
+
+
+def sources(data: bytes) -> dict:
+    """The ways a request reaches the parser: one string (the native fast path), split in
+    two (through ``read_request``), and a socket."""
+    return {"whole": [data], "split": [data[:7], data[7:]], "socket": data}
+
+
+def parse_from(kind: str, data: bytes, peer=PEER, config=None) -> UWSGIRequest:
+    if kind != "socket":
+        return parse_one(sources(data)[kind], peer, config)
+    a, b = socket.socketpair()
+    with a, b:
+        b.settimeout(5)
+        a.sendall(data)
+        a.shutdown(socket.SHUT_WR)
+        return parse_one(b, peer, config)
+
+
+@pytest.mark.parametrize("kind", ["whole", "split", "socket"])
+@pytest.mark.parametrize(
+    ("pairs", "expected"),
+    [
+        ([], "http"),
+        ([("HTTPS", "on")], "https"),
+        ([("HTTPS", "YES")], "https"),
+        ([("HTTPS", "off")], "http"),
+        ([("UWSGI_SCHEME", "https")], "https"),
+        ([("REQUEST_SCHEME", "https")], "https"),
+        ([("UWSGI_SCHEME", "http"), ("HTTPS", "on")], "http"),
+        ([("HTTP_X_FORWARDED_PROTO", "https")], "https"),  # from a trusted peer
+        # E1: a peer cannot set server keys (gunicorn's own parser takes this one).
+        ([("wsgi.url_scheme", "https")], "http"),
+    ],
+)
+def test_e7_g3_scheme_is_set_at_parse_time(kind, pairs, expected):
+    """E7, G3: ``req.scheme`` is right as soon as the request is parsed, as in gunicorn, so a
+    ``pre_request`` hook sees ``https`` behind ``uwsgi_param HTTPS on``; it is the scheme the
+    environ then gets."""
+    req = parse_from(kind, packet([GET, ("PATH_INFO", "/"), *pairs]))
+    assert req.scheme == expected
+    _, env = wsgi.create(req, None, PEER, ("127.0.0.1", 8000), cfg())
+    assert env["wsgi.url_scheme"] == req.scheme == expected
+
+
+@pytest.mark.parametrize("kind", ["whole", "socket"])
+def test_e7_secure_header_from_an_untrusted_peer_is_ignored_at_parse_time(kind):
+    peer = ("10.0.0.9", 4000)
+    config = cfg(uwsgi_allow_ips="*")
+    data = packet([GET, ("HTTP_X_FORWARDED_PROTO", "https")])
+    assert parse_from(kind, data, peer, config).scheme == "http"
+    assert parse_from(
+        kind, data, peer, cfg(uwsgi_allow_ips="*", forwarded_allow_ips="*")
+    ).scheme == ("https")

@@ -541,6 +541,7 @@ def pre_request(worker, req):
         "body": req.body.read(5).decode(),
         "remote_addr": list(req.remote_addr),
         "uwsgi_vars": req.uwsgi_vars,
+        "scheme": req.scheme,
     }})
 
 
@@ -560,9 +561,9 @@ def worker_abort(worker):
 @every_worker
 def test_g1_g3_config_file_and_hooks(tmp_path, worker):
     """G1: worker_class in the user's config file, no --protocol; G3: pre_request sees
-    gunicorn's request attributes and uwsgi_vars, post_request the environ and response,
-    worker_abort runs when the arbiter kills a sync worker stuck in the app (timeout = 2).
-    The other workers keep beating the heartbeat while the application runs."""
+    gunicorn's request attributes, uwsgi_vars and the scheme (E7), post_request the environ
+    and response, worker_abort runs when the arbiter kills a sync worker stuck in the app
+    (timeout = 2). The other workers keep beating the heartbeat while the application runs."""
     out = tmp_path / "hooks.jsonl"
     conf = tmp_path / "gunicorn.conf.py"
     conf.write_text(HOOKS.format(out=str(out), worker=worker))
@@ -577,6 +578,7 @@ def test_g1_g3_config_file_and_hooks(tmp_path, worker):
             query="a=1",
             body=b"hello world",
             headers=[("X-Trace", "t1")],
+            HTTPS="on",
         )
         reply = Reply(talk(g.tcp, data)[0])
         assert reply.body == b" world"  # pre_request read the first five bytes
@@ -595,6 +597,7 @@ def test_g1_g3_config_file_and_hooks(tmp_path, worker):
         assert pre["remote_addr"] == ["203.0.113.9", 40000]
         assert pre["uwsgi_vars"]["DOCUMENT_ROOT"] == "/var/www/html"
         assert pre["uwsgi_vars"]["HTTP_X_TRACE"] == "t1"
+        assert pre["scheme"] == "https"  # E7, before the environ is built
         assert post == {"hook": "post_request", "path": "/echo", "status": "200 OK"}
         if worker != SYNC:
             return

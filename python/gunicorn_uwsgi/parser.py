@@ -32,7 +32,8 @@ def read_request(
 
     Returns None when the peer closed before sending a byte (F6). Raises a
     ``gunicorn_uwsgi.errors`` protocol error for a refused packet, ``ClientDisconnected`` when
-    the peer hangs up mid-head and ``PeerTimeout`` when it stalls (F8).
+    the peer hangs up mid-head and ``PeerTimeout`` when it stalls (F8). The request's
+    ``scheme`` is set (E7).
     """
     budget = WaitBudget(settings.timeout, waited) if waited else None
     data = initial
@@ -49,6 +50,7 @@ def read_request(
         data = _read_rest(source, data, req, settings.limits, budget)
         # The head is whole now: this parse returns the request.
         req = cast(UWSGIRequest, _request(data, settings.limits, peer, req_number))
+    req.resolve_scheme(settings.environ, peer)
     if req.body is None:  # the body is still on the wire: read as the application asks (B2)
         head = req.head
         rest = data[head.head_size :]
@@ -96,5 +98,6 @@ class _IterSource:
 #: ``cfg``, ``source``, ``source_addr``, ``settings``, ``mesg`` and ``req_count``. ``source`` is
 #: a socket or an iterable of bytes. Iterating yields the connection's one request (F5) and
 #: then stops; the allow list is checked first (A4). A source that is an iterable has its first
-#: string parsed in one native call; a socket goes through ``read_request``.
+#: string parsed in one native call; a socket goes through ``read_request``. A request's
+#: ``scheme`` is set at parse time (E7).
 UWSGIParser = _native.UWSGIParser
