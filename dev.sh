@@ -9,6 +9,11 @@
 #                   gunicorn 23-26 matrix, and the wrk soak, fault and scale-out runs included;
 #                   GUNICORN_UWSGI_SOAK_SECONDS sets the soak, 60 s by default)
 #   ./dev.sh bench  the benchmarks (see docs/benchmarks.md)
+#   ./dev.sh nginx-tests DIR [--no-build] [SERVER...]
+#                   nginx's own uwsgi tests (DIR: an exported nginx-tests checkout) against each
+#                   worker class through tests/nginx_tests/uwsgi; SERVER is SyncWorker, ThreadWorker,
+#                   GeventWorker (all three by default) or uwsgi, the real uWSGI server, for the
+#                   baseline (see docs/development.md)
 set -euo pipefail
 
 cd "$(dirname "$0")"
@@ -111,9 +116,61 @@ cmd_bench() {
   "$PY" bench/run.py "$@"
 }
 
+NGINX_TESTS=(uwsgi.t uwsgi_body.t uwsgi_ssl.t uwsgi_ssl_certificate.t uwsgi_ssl_certificate_vars.t
+  uwsgi_ssl_verify.t)
+
+cmd_nginx_tests() {
+  local dir=${1:-}
+  [ -n "$dir" ] && [ -f "$dir/lib/Test/Nginx.pm" ] || {
+    echo "usage: $0 nginx-tests DIR [--no-build] [SERVER...]: DIR is an nginx-tests checkout" >&2; return 2; }
+  dir=$(cd "$dir" && pwd)
+  shift
+  local build=1 servers=() s
+  for s in "$@"; do
+    case "$s" in
+      --no-build) build= ;;
+      SyncWorker | ThreadWorker | GeventWorker | uwsgi) servers+=("$s") ;;
+      *) echo "unknown server '$s': SyncWorker, ThreadWorker, GeventWorker or uwsgi" >&2; return 2 ;;
+    esac
+  done
+  [ ${#servers[@]} -gt 0 ] || servers=(SyncWorker ThreadWorker GeventWorker)
+  command -v prove >/dev/null || { echo "prove (perl) is needed" >&2; return 1; }
+  if [ -n "$build" ]; then
+    ensure_system
+    if [[ " ${servers[*]} " = *" uwsgi "* ]]; then ensure_venv uwsgi; else ensure_venv; fi
+    build
+  fi
+  # The shim hides the binary's =dynamic modules from Test::Nginx (Debian ships them apart); as
+  # root, nginx's workers run as nobody and could not read the tests' 0700 directories.
+  local real=${TEST_NGINX_BINARY:-$(command -v nginx || echo /usr/sbin/nginx)}
+  local globals=${TEST_NGINX_GLOBALS:-}
+  [ -n "$globals" ] || [ "$(id -u)" != 0 ] || globals='user root;'
+  local out rc=0 path t tap pass plan failed
+  out=$(mktemp -d)
+  log "nginx-tests uwsgi*.t, $("$real" -v 2>&1 | sed 's/.*: //'): passed/planned subtests per file"
+  for s in "${servers[@]}"; do
+    if [ "$s" = uwsgi ]; then path="$VENV/bin:$PATH"; else path="$ROOT/tests/nginx_tests:$PATH"; fi
+    for t in "${NGINX_TESTS[@]}"; do
+      tap=$out/$s.$t.log
+      (cd "$dir" && env PATH="$path" GUNICORN_UWSGI_WORKER="$s" GUNICORN_UWSGI_NGINX="$real" \
+        TEST_NGINX_BINARY="$ROOT/tests/nginx_tests/nginx" TEST_NGINX_GLOBALS="$globals" \
+        prove -v "$t" >"$tap" 2>&1) || rc=1
+      pass=$(grep -c '^ok ' "$tap" || true)
+      plan=$(sed -n 's/^1\.\.\([0-9]*\).*/\1/p' "$tap" | head -1)
+      failed=$(sed -n 's/^not ok [0-9]* - //p' "$tap" | paste -sd ';' | sed 's/;/; /g')
+      # A test that dies (the server did not start, say) stops before its subtests.
+      [ "$pass" = "${plan:-}" ] || [ -n "$failed" ] || failed=$(grep -m1 ' line [0-9]*\.$' "$tap" || true)
+      printf '%-13s %-30s %3s/%-3s %s\n' "$s" "$t" "$pass" "${plan:-?}" "${failed:+failed: $failed}"
+    done
+  done
+  echo "prove output: $out" >&2
+  return "$rc"
+}
+
 case "${1:-}" in
   run) shift; cmd_run "$@" ;;
   test) shift; cmd_test "$@" ;;
   bench) shift; cmd_bench "$@" ;;
-  *) echo "usage: $0 run|test|bench" >&2; exit 2 ;;
+  nginx-tests) shift; cmd_nginx_tests "$@" ;;
+  *) echo "usage: $0 run|test|bench|nginx-tests DIR" >&2; exit 2 ;;
 esac
