@@ -635,6 +635,12 @@ impl Parser {
         })
     }
 
+    /// The request class the parser yields, as gunicorn's parsers have it.
+    #[classattr]
+    fn mesg_class(py: Python<'_>) -> Py<pyo3::types::PyType> {
+        py.get_type::<Request>().unbind()
+    }
+
     /// The protocol settings compiled for `cfg` (`settings.ProtocolSettings`).
     #[getter]
     fn settings(&self, py: Python<'_>) -> Py<PyAny> {

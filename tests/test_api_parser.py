@@ -599,3 +599,9 @@ def test_e7_secure_header_from_an_untrusted_peer_is_ignored_at_parse_time(kind):
     assert parse_from(
         kind, data, peer, cfg(uwsgi_allow_ips="*", forwarded_allow_ips="*")
     ).scheme == ("https")
+
+
+def test_g3_parser_has_gunicorns_mesg_class():
+    """G3: gunicorn's parsers name their request class ``mesg_class``."""
+    assert UWSGIParser.mesg_class is UWSGIRequest
+    assert isinstance(parse_one([request_packet()]), UWSGIParser.mesg_class)

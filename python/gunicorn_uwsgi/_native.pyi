@@ -1,7 +1,7 @@
 """Type stubs for the Rust extension ``gunicorn_uwsgi._native``."""
 
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar, final, overload
+from typing import Any, ClassVar, TypeVar, final, overload
 
 _T = TypeVar("_T")
 
@@ -139,6 +139,7 @@ class UWSGIRequest:
 class UWSGIParser:
     """gunicorn's parser interface: ``UWSGIParser(cfg, source, source_addr)``."""
 
+    mesg_class: ClassVar[type[UWSGIRequest]]
     def __new__(cls, cfg: Any, source: Any, source_addr: Any) -> UWSGIParser: ...
     @property
     def cfg(self) -> Any: ...

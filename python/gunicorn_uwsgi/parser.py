@@ -98,6 +98,7 @@ class _IterSource:
 #: ``cfg``, ``source``, ``source_addr``, ``settings``, ``mesg`` and ``req_count``. ``source`` is
 #: a socket or an iterable of bytes. Iterating yields the connection's one request (F5) and
 #: then stops; the allow list is checked first (A4). A source that is an iterable has its first
-#: string parsed in one native call; a socket goes through ``read_request``. A request's
-#: ``scheme`` is set at parse time (E7).
+#: string parsed in one native call; a socket goes through ``read_request``. ``mesg_class`` is
+#: the request class (``gunicorn_uwsgi.message.UWSGIRequest``); a request's ``scheme`` is set
+#: at parse time (E7).
 UWSGIParser = _native.UWSGIParser
