@@ -605,3 +605,18 @@ def test_g3_parser_has_gunicorns_mesg_class():
     """G3: gunicorn's parsers name their request class ``mesg_class``."""
     assert UWSGIParser.mesg_class is UWSGIRequest
     assert isinstance(parse_one([request_packet()]), UWSGIParser.mesg_class)
+
+
+def test_g3_partial_config_object_as_gunicorns_parser_takes():
+    """G3: gunicorn's parser works with a config object that has only the settings it reads
+    (its own tests pass one with ``is_ssl`` and ``uwsgi_allow_ips``); so does ours, with
+    gunicorn's defaults for the rest."""
+
+    class PartialConfig:
+        is_ssl = False
+        uwsgi_allow_ips = ["127.0.0.1"]
+
+    req = parse_one([request_packet(path="/p", HTTPS="on")], config=PartialConfig())
+    assert (req.method, req.path, req.scheme) == ("GET", "/p", "https")
+    with pytest.raises(errors.ForbiddenUWSGIRequest):
+        parse_one([request_packet()], ("10.0.0.1", 1), PartialConfig())

@@ -28,6 +28,30 @@ def _as_list(value: Any) -> list[str]:
     return [str(v) for v in value]
 
 
+class _WithDefaults:
+    """``cfg`` with gunicorn's default for any setting it lacks: a partial config object (as in
+    gunicorn's own parser tests) is enough for gunicorn's parser, so it is for ours."""
+
+    def __init__(self, cfg: Any) -> None:
+        self._cfg = cfg
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return getattr(self._cfg, name)
+        except AttributeError:
+            from gunicorn.config import Config
+
+            return getattr(Config(), name)
+
+
+def _base_environ(cfg: Any) -> dict[str, Any]:
+    try:
+        base: dict[str, Any] = base_environ(cfg)
+    except AttributeError:
+        base = base_environ(_WithDefaults(cfg))
+    return base
+
+
 def _no_early_hints(headers: Any) -> None:
     """``wsgi.early_hints``: nginx has no 1xx support, so hints are dropped (R6)."""
 
@@ -61,7 +85,7 @@ class ProtocolSettings:
         self.is_ssl = bool(_setting(cfg, "is_ssl", False))
         self.sendfile = _setting(cfg, "sendfile", None) is not False
         self.timeout = read_timeout(cfg)
-        base = base_environ(cfg)
+        base = _base_environ(cfg)
         base["wsgi.multithread"] = multithread
         base["wsgi.early_hints"] = _no_early_hints
         self.base_environ = base
