@@ -620,3 +620,26 @@ def test_g3_partial_config_object_as_gunicorns_parser_takes():
     assert (req.method, req.path, req.scheme) == ("GET", "/p", "https")
     with pytest.raises(errors.ForbiddenUWSGIRequest):
         parse_one([request_packet()], ("10.0.0.1", 1), PartialConfig())
+
+
+@pytest.mark.parametrize(
+    ("cut", "msg"),
+    [(1, "incomplete header"), (3, "incomplete header"), (4, "incomplete vars block")],
+)
+@pytest.mark.parametrize("kind", ["whole", "socket"])
+def test_x3_head_cut_short_is_caught_as_gunicorns_invalid_uwsgi_header(kind, cut, msg):
+    """X3 and the drop-in rule: a packet cut short inside the header or the vars raises one
+    error that ``except InvalidUWSGIHeader`` (ours and gunicorn's, as gunicorn's parser
+    raises it there) and ``except ClientDisconnected`` both catch."""
+    data = vector("nginx-get-browser.bin")
+    cut = cut if cut < 4 else len(data) // 2
+    with pytest.raises(errors.InvalidUWSGIHeader) as info:
+        parse_from(kind, data[:cut])
+    e = info.value
+    assert isinstance(e, errors.ClientDisconnected) and isinstance(e, errors.IncompleteHead)
+    assert isinstance(e, errors.UWSGIError) and isinstance(e, OSError)
+    assert (e.code, e.msg, e.what, e.received) == (400, msg, "head", cut)
+    assert msg in str(e) and "disconnected" in str(e) and "head bytes" in str(e)
+    gunicorn_uwsgi = pytest.importorskip("gunicorn.uwsgi")  # gunicorn >= 24
+    assert isinstance(e, gunicorn_uwsgi.InvalidUWSGIHeader)
+    assert isinstance(e, gunicorn_uwsgi.UWSGIParseException)

@@ -16,6 +16,9 @@ except ImportError:  # pragma: no cover - depends on the installed gunicorn
 
 from gunicorn.http import errors as _http_errors
 
+#: Bytes of the uwsgi packet header (F1).
+HEADER_SIZE = 4
+
 
 def _base(name: str, default: type) -> type:
     if _gunicorn_uwsgi_errors is None:
@@ -118,6 +121,27 @@ class ClientDisconnected(ConnectionResetError):
         self.reset = reset
 
 
+class IncompleteHead(ClientDisconnected, InvalidUWSGIHeader):
+    """The peer closed the connection inside the uwsgi header or the vars block.
+
+    A ``ClientDisconnected`` (``what`` is ``"head"``; the workers log it at debug, X3) that is
+    also an ``InvalidUWSGIHeader`` (``.code`` 400, ``.msg`` "incomplete header" or "incomplete
+    vars block", as gunicorn's parser says): ``except InvalidUWSGIHeader`` written for
+    gunicorn's parser catches it, and so does ``except ClientDisconnected``."""
+
+    def __init__(self, received: int, expected: int, reset: bool = False) -> None:
+        ClientDisconnected.__init__(self, received, expected, "head", reset)
+        self.msg = "incomplete header" if received < HEADER_SIZE else "incomplete vars block"
+        self.code = 400
+        how = " (connection reset)" if reset else ""
+        self.strerror = (
+            f"client disconnected{how}: {self.msg}: {received} of {expected} head bytes received"
+        )
+
+    def __str__(self) -> str:
+        return ConnectionResetError.__str__(self)
+
+
 class PeerTimeout(TimeoutError):
     """The peer stalled while sending the head or the body (F8)."""
 
@@ -167,6 +191,7 @@ __all__ = [
     "ConfigurationProblem",
     "ForbiddenUWSGIRequest",
     "ForeignProtocol",
+    "IncompleteHead",
     "InvalidResponseHeader",
     "InvalidResponseHeaderName",
     "InvalidResponseStatus",

@@ -7,7 +7,7 @@ from typing import Any, cast
 
 from gunicorn_uwsgi import _native
 from gunicorn_uwsgi.body import Body, WaitBudget
-from gunicorn_uwsgi.errors import ClientDisconnected
+from gunicorn_uwsgi.errors import IncompleteHead
 from gunicorn_uwsgi.message import UWSGIRequest
 from gunicorn_uwsgi.settings import ProtocolSettings
 
@@ -31,9 +31,9 @@ def read_request(
     seconds: they count against its read budget (F8).
 
     Returns None when the peer closed before sending a byte (F6). Raises a
-    ``gunicorn_uwsgi.errors`` protocol error for a refused packet, ``ClientDisconnected`` when
-    the peer hangs up mid-head and ``PeerTimeout`` when it stalls (F8). The request's
-    ``scheme`` is set (E7).
+    ``gunicorn_uwsgi.errors`` protocol error for a refused packet, ``IncompleteHead`` (a
+    ``ClientDisconnected`` and an ``InvalidUWSGIHeader``) when the peer hangs up mid-head and
+    ``PeerTimeout`` when it stalls (F8). The request's ``scheme`` is set (E7).
     """
     budget = WaitBudget(settings.timeout, waited) if waited else None
     data = initial
@@ -71,7 +71,7 @@ def _read_rest(
         while have < need:
             chunk = budget.recv(source, max(need - have, RECV_SIZE), "complete head")
             if not chunk:
-                raise ClientDisconnected(have, need, "head")
+                raise IncompleteHead(have, need)
             chunks.append(chunk)
             have += len(chunk)
         data = b"".join(chunks)

@@ -203,10 +203,10 @@ class UWSGIWorkerMixin:
                 return
             self.serve(listener, req, client, addr)
             clean = True
+        except (OSError, PeerTimeout) as e:  # first: a head cut short is both (X3)
+            self.connection_error(addr, e)
         except UWSGIError as e:
             self.protocol_error(client, addr, e)
-        except (OSError, PeerTimeout) as e:
-            self.connection_error(addr, e)
         except self.passthrough:
             raise
         except (SystemExit, KeyboardInterrupt) as e:
