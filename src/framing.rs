@@ -113,7 +113,7 @@ impl<'a> VarIter<'a> {
         let pos = self.pos;
         let key_size = take_u16(block, pos).ok_or_else(|| {
             ProtocolError::invalid(format!(
-                "vars block: {} stray byte(s) at offset {pos}",
+                "vars block: truncated var, {} stray byte(s) at offset {pos}",
                 block.len() - pos
             ))
         })?;

@@ -643,3 +643,10 @@ def test_x3_head_cut_short_is_caught_as_gunicorns_invalid_uwsgi_header(kind, cut
     gunicorn_uwsgi = pytest.importorskip("gunicorn.uwsgi")  # gunicorn >= 24
     assert isinstance(e, gunicorn_uwsgi.InvalidUWSGIHeader)
     assert isinstance(e, gunicorn_uwsgi.UWSGIParseException)
+
+
+def test_f3_var_cut_short_says_truncated():
+    """F3: a block ending inside a var's key size: the message says so, as gunicorn's."""
+    with pytest.raises(errors.InvalidUWSGIHeader) as info:
+        parse_one([b"\x00\x01\x00\x00X"])
+    assert "truncated" in str(info.value) and "1 stray byte(s)" in str(info.value)
