@@ -1,7 +1,9 @@
 """The built wheel, and the gunicorn versions it supports (G1, A1, F7, B1).
 
 One wheel is built per session (``maturin build --release``): it must be an abi3 wheel
-(``cp39-abi3``) whose version is Cargo.toml's, and ``maturin sdist`` must build an sdist.
+(``cp39-abi3``) whose version is Cargo.toml's, and ``maturin sdist`` must build an sdist. The
+pages that open with ``pip install gunicorn-uwsgi-rs`` must say how to install from a clone
+until the first release, with wheel globs that match this wheel.
 
 Then, for each older gunicorn line (23.0, 24, 25, 26: the latest release of each), a virtualenv
 under ``.venv-matrix/<version>`` (git-ignored, reused between runs; the wheel is reinstalled only
@@ -23,6 +25,7 @@ wheel's declared dependencies change, so a reused one never hides a missing depe
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import re
@@ -193,6 +196,53 @@ def test_sdist_builds(tmp_path: Path) -> None:
         names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
     for wanted in ("Cargo.toml", "pyproject.toml", "src/lib.rs", "python/gunicorn_uwsgi/py.typed"):
         assert wanted in names, (wanted, sorted(names))
+
+
+# -- installing from a clone, as the docs say -----------------------------------------------
+
+#: The pages that open with ``pip install gunicorn-uwsgi-rs``.
+INSTALL_DOCS = ["README.md", "docs/index.md", "docs/usage.md"]
+
+
+def install_section(page: str) -> str:
+    """A page's lines from its first ``pip install gunicorn-uwsgi-rs`` to the next heading
+    (a ``#`` line outside a code block)."""
+    lines = (ROOT / page).read_text().splitlines()
+    start = next(i for i, x in enumerate(lines) if "pip install gunicorn-uwsgi-rs" in x)
+    section, fenced = [], True  # the first match is inside the page's first ``sh`` block
+    for line in lines[start:]:
+        if line.startswith("```"):
+            fenced = not fenced
+        elif line.startswith("#") and not fenced:
+            break
+        section.append(line)
+    return "\n".join(section)
+
+
+@pytest.mark.parametrize("page", INSTALL_DOCS)
+def test_install_from_a_clone_is_documented_G1(page: str, wheel: Path, tmp_path: Path) -> None:
+    """Until the first release nothing is on PyPI: right after ``pip install
+    gunicorn-uwsgi-rs`` each page says how to install from a clone (``pip install .``, or
+    ``maturin build --release`` and the wheel), with globs that match the wheel maturin builds
+    and a ``[gevent]`` spelling that the shell turns into ``<wheel file>[gevent]``."""
+    section = install_section(page)
+    assert "PyPI" in section, section
+    assert re.search(r"^pip install \.(\s|$)", section, re.M), section
+    assert "'.[gevent]'" in section, section
+    assert "maturin build --release" in section, section
+    globs = re.findall(r"target/wheels/(\S+?\.whl)", section)
+    assert globs, section
+    for glob in globs:
+        assert fnmatch.fnmatchcase(wheel.name, glob), (glob, wheel.name)
+    # The documented gevent command, expanded by bash next to a target/wheels holding the wheel.
+    line = next(x for x in section.splitlines() if "target/wheels" in x and "[gevent]" in x)
+    command = line.split("#", 1)[0].strip()
+    assert command.startswith("pip install "), line
+    (tmp_path / "target" / "wheels").mkdir(parents=True)
+    (tmp_path / "target" / "wheels" / wheel.name).symlink_to(wheel)
+    argument = command.removeprefix("pip install ")
+    expanded = _run(["bash", "-c", f"printf '%s\\n' {argument}"], timeout=10, cwd=tmp_path)
+    assert expanded.splitlines() == [f"target/wheels/{wheel.name}[gevent]"], (command, expanded)
 
 
 # -- clean installs, one per gunicorn version ------------------------------------------------
