@@ -650,3 +650,15 @@ def test_f3_var_cut_short_says_truncated():
     with pytest.raises(errors.InvalidUWSGIHeader) as info:
         parse_one([b"\x00\x01\x00\x00X"])
     assert "truncated" in str(info.value) and "1 stray byte(s)" in str(info.value)
+
+
+def test_a5_host_bits_through_the_parser_api_points_at_the_network():
+    """A5: a config object gunicorn did not validate (the parser API; gunicorn >= 24 refuses
+    such an entry itself before a worker starts): our message names the network meant."""
+
+    class PartialConfig:
+        uwsgi_allow_ips = ["10.0.0.1/8"]
+
+    with pytest.raises(ValueError) as info:
+        UWSGIParser(PartialConfig(), [request_packet()], PEER)
+    assert "10.0.0.1/8" in str(info.value) and "did you mean 10.0.0.0/8" in str(info.value)

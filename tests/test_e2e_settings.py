@@ -406,7 +406,8 @@ def test_a2_ipv4_mapped_peer_matches_as_ipv4(tmp_path):
 @pytest.mark.parametrize("entry", ["10.0.0.1/8", "not-an-address", "10.0.0.0/33"])
 def test_a5_invalid_entry_stops_startup(tmp_path, entry, worker):
     """A5: an invalid entry (host bits set in a network, garbage) stops start-up with a
-    message that names it."""
+    message that names it. On gunicorn >= 24 that is gunicorn's own validator, before any
+    worker starts: for host bits, ``Error: 10.0.0.1/8 has host bits set`` (docs/protocol.md)."""
     g = serving(tmp_path, worker, ["--uwsgi-allow-from", entry])
     g.start(wait=False)
     try:
@@ -417,6 +418,8 @@ def test_a5_invalid_entry_stops_startup(tmp_path, entry, worker):
     out = g.output()
     assert entry in out, out
     assert "Booting worker" not in out
+    if entry == "10.0.0.1/8":
+        assert "Error: 10.0.0.1/8 has host bits set" in out, out
 
 
 def test_a5_star_on_non_loopback_bind_warns(tmp_path):
