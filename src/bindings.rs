@@ -1,6 +1,8 @@
 //! The Python classes and functions of `gunicorn_uwsgi._native`: argument extraction and object
 //! building only; the logic lives in the pure modules.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
@@ -67,17 +69,6 @@ impl Head {
     pub(crate) fn control_bytes(&self, which: Control) -> Option<&[u8]> {
         self.head.control_value(&self.block, which)
     }
-
-    pub(crate) fn control<'py>(
-        &self,
-        py: Python<'py>,
-        which: Control,
-    ) -> PyResult<Option<Bound<'py, PyString>>> {
-        self.head
-            .control_value(&self.block, which)
-            .map(|v| environ::latin1(py, v))
-            .transpose()
-    }
 }
 
 #[pymethods]
@@ -104,13 +95,19 @@ impl Head {
     }
 
     #[getter]
-    fn method<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyString>>> {
-        self.control(py, Control::RequestMethod)
+    fn method<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyString>> {
+        environ::latin1(py, self.head.method(&self.block))
+    }
+
+    /// Whether nginx sent no `REQUEST_METHOD` (V6): the request is served as `GET`.
+    #[getter]
+    fn method_missing(&self) -> bool {
+        !self.head.has(Control::RequestMethod)
     }
 
     #[getter]
     pub(crate) fn is_head(&self) -> bool {
-        self.head.control_value(&self.block, Control::RequestMethod) == Some(b"HEAD")
+        self.head.is_head(&self.block)
     }
 
     /// A control var (`PATH_INFO`, `QUERY_STRING`, …) or any other var, or `None`.
@@ -151,7 +148,7 @@ impl Head {
     /// The request headers as gunicorn lists them: `(NAME, value)` pairs, `HTTP_X_Y` as `X-Y`.
     pub(crate) fn headers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let out = PyList::empty(py);
-        for var in self.head.vars.iter() {
+        for var in self.head.vars.iter().filter(|v| !v.superseded) {
             let key = slice(&self.block, var.raw.key);
             let name: Vec<u8> = match var.kind {
                 Kind::Http | Kind::HiddenHttp => key
@@ -175,6 +172,22 @@ impl Head {
         }
         Ok(out)
     }
+}
+
+/// Whether this process has logged that nginx sent no `REQUEST_METHOD` (V6).
+static MISSING_METHOD_LOGGED: AtomicBool = AtomicBool::new(false);
+
+/// Whether the warning that nginx sent no `REQUEST_METHOD` is still to be logged in this
+/// process (V6): the path that logs it takes such requests until then.
+pub(crate) fn missing_method_unlogged() -> bool {
+    !MISSING_METHOD_LOGGED.load(Ordering::Relaxed)
+}
+
+/// True once per process, the first time it is called: the caller logs that nginx sent no
+/// `REQUEST_METHOD` (V6).
+#[pyfunction]
+pub fn claim_missing_method_warning() -> bool {
+    !MISSING_METHOD_LOGGED.swap(true, Ordering::Relaxed)
 }
 
 /// Parses the bytes received so far on a connection (sans-I/O).

@@ -435,6 +435,12 @@ pub fn build<'py>(
         )?;
     }
 
+    if !head.has(Control::RequestMethod) {
+        env.set_item(
+            known_key(py, control_key(Control::RequestMethod)),
+            latin1(py, head.method(block))?,
+        )?;
+    }
     let empty = pyo3::intern!(py, "").clone();
     if !head.has(Control::QueryString) {
         env.set_item(known_key(py, control_key(Control::QueryString)), &empty)?;

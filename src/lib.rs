@@ -28,7 +28,9 @@ use pyo3::prelude::*;
 #[pymodule]
 mod _native {
     #[pymodule_export]
-    use crate::bindings::{error_response, parse, response_head, AllowList, Head, Limits};
+    use crate::bindings::{
+        claim_missing_method_warning, error_response, parse, response_head, AllowList, Head, Limits,
+    };
     #[pymodule_export]
     use crate::connection::Connection;
     #[pymodule_export]

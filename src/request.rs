@@ -226,7 +226,8 @@ impl Request {
 
     #[getter]
     fn method<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyString>> {
-        self.text(py, Control::RequestMethod)
+        let head = self.head.get();
+        latin1(py, head.head.method(&head.block))
     }
 
     #[getter]

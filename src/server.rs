@@ -144,6 +144,12 @@ impl FastServer {
         let mut started: Option<Instant> = None;
         loop {
             let need = match vars::parse_head(&self.buf, &self.limits) {
+                // The first request without REQUEST_METHOD goes to the path that logs it (V6).
+                Ok(Progress::Done(head))
+                    if !head.has(Control::RequestMethod) && bindings::missing_method_unlogged() =>
+                {
+                    return None
+                }
                 Ok(Progress::Done(head)) => {
                     let total = head.header.head_size() as u64 + head.content_length;
                     let have = self.buf.len() as u64;
@@ -287,9 +293,7 @@ impl FastServer {
             is_ssl: false,
             server: Some(listener.server),
         };
-        let method = head
-            .control_value(block, Control::RequestMethod)
-            .unwrap_or_default();
+        let method = head.method(block);
         if let Some(debug) = &self.debug {
             let path = head
                 .control_value(block, Control::PathInfo)
@@ -362,9 +366,7 @@ fn send_500(fd: RawFd) {
 }
 
 fn describe(head: &vars::Head, block: &[u8]) -> String {
-    let method = head
-        .control_value(block, Control::RequestMethod)
-        .unwrap_or_default();
+    let method = head.method(block);
     let uri = head
         .control_value(block, Control::RequestUri)
         .or_else(|| head.control_value(block, Control::PathInfo))

@@ -30,7 +30,7 @@ pub struct Limits {
     pub field_size: usize,
 }
 
-/// The vars the server itself interprets. A repeat of any of them is refused (V3).
+/// The vars the server itself interprets: when one is repeated, the last one wins (V3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Control {
@@ -130,6 +130,35 @@ impl Kind {
     }
 }
 
+/// The request headers nginx refuses to receive twice from a client (its table of unique
+/// request headers), as vars: a repeat of one can only come from the configuration, an
+/// `uwsgi_param` after `include uwsgi_params;`, so the last one wins as for a non-header var
+/// (V3). `HTTP_CONTENT_LENGTH` and `HTTP_TRANSFER_ENCODING` are left out of the environ
+/// anyway (E1).
+const UNIQUE_HEADERS: &[&[u8]] = &[
+    b"HTTP_HOST",
+    b"HTTP_IF_MODIFIED_SINCE",
+    b"HTTP_IF_UNMODIFIED_SINCE",
+    b"HTTP_IF_MATCH",
+    b"HTTP_IF_NONE_MATCH",
+    b"HTTP_CONTENT_LENGTH",
+    b"HTTP_CONTENT_RANGE",
+    b"HTTP_IF_RANGE",
+    b"HTTP_TRANSFER_ENCODING",
+    b"HTTP_EXPECT",
+    b"HTTP_AUTHORIZATION",
+    b"HTTP_PROXY_AUTHORIZATION",
+];
+
+/// Whether a repeat of this var replaces the earlier one (V3): every var but the request
+/// headers a client may repeat, which are joined instead.
+pub fn last_wins(kind: Kind, key: &[u8]) -> bool {
+    !kind.is_header() || UNIQUE_HEADERS.contains(&key)
+}
+
+/// The method of a request that sent no `REQUEST_METHOD` (V6).
+pub const DEFAULT_METHOD: &[u8] = b"GET";
+
 /// Marks "no index" in the `u16` links below.
 pub const NONE: u16 = u16::MAX;
 
@@ -138,9 +167,12 @@ pub const NONE: u16 = u16::MAX;
 pub struct Var {
     pub raw: RawVar,
     pub kind: Kind,
-    /// Left out of the environ: an earlier copy of a repeated non-header var (the last one wins),
-    /// or a later copy of a repeated header (joined into the first).
+    /// Left out of the environ: a copy replaced by a later one or the same as an earlier one
+    /// (`superseded`), or a later copy of a repeated header (joined into the first).
     pub shadowed: bool,
+    /// Not part of the request at all: an earlier copy of a var whose last copy wins, or a
+    /// copy with the same value as the one before it (V3).
+    pub superseded: bool,
     /// For a repeated header: the index of its next occurrence, [`NONE`] at the end of the chain.
     pub next_repeat: u16,
     /// The name's index in [`keys::KEY_NAMES`], [`UNKNOWN`] for other names.
@@ -168,6 +200,17 @@ pub struct Head {
 }
 
 impl Head {
+    /// `REQUEST_METHOD`, or `GET` when nginx sent none (V6).
+    pub fn method<'b>(&self, block: &'b [u8]) -> &'b [u8] {
+        self.control_value(block, Control::RequestMethod)
+            .unwrap_or(DEFAULT_METHOD)
+    }
+
+    /// Whether the request is a `HEAD` (its response has no body, R4).
+    pub fn is_head(&self, block: &[u8]) -> bool {
+        self.method(block) == b"HEAD"
+    }
+
     /// Whether a control var was sent.
     pub fn has(&self, which: Control) -> bool {
         self.control.get(which as usize).is_some_and(|&i| i != NONE)
@@ -384,29 +427,69 @@ fn bad_value(key: &[u8]) -> ProtocolError {
 }
 
 #[cold]
-fn repeated(key: &[u8]) -> ProtocolError {
-    ProtocolError::invalid(format!("var {} is repeated", String::from_utf8_lossy(key)))
+fn conflicting_lengths(first: &[u8], second: &[u8]) -> ProtocolError {
+    ProtocolError::invalid(format!(
+        "CONTENT_LENGTH is sent twice, as {:?} and {:?}: the body's length is ambiguous",
+        String::from_utf8_lossy(first),
+        String::from_utf8_lossy(second)
+    ))
 }
 
-#[cold]
-fn missing_params(what: &str) -> ProtocolError {
-    ProtocolError::invalid(format!(
-        "{what}: is `include uwsgi_params;` missing from the nginx location?"
-    ))
+/// A repeat, at `idx`, of the var whose copy at `counting` counts so far (V3): the same value
+/// as the copy before collapses into it; a var whose last copy wins replaces it; a repeated
+/// client header is joined to it, in order. Returns the index of the copy that counts now.
+fn repeat(
+    vars: &mut [Var],
+    var: &mut Var,
+    idx: u16,
+    counting: u16,
+    block: &[u8],
+    chains: &mut SmallVec<[(u16, u16); 4]>,
+) -> Result<u16, ProtocolError> {
+    let key = slice(block, var.raw.key);
+    let value = slice(block, var.raw.value);
+    let joins = !last_wins(var.kind, key);
+    // The copy before this one: the last one joined so far, or the one that counts.
+    let chain = chains.iter_mut().find(|(first, _)| *first == counting);
+    let before = match (&chain, joins) {
+        (Some((_, tail)), true) => *tail,
+        _ => counting,
+    };
+    let Some(prev) = vars.get_mut(usize::from(before)) else {
+        return Ok(counting);
+    };
+    if slice(block, prev.raw.value) == value {
+        var.superseded = true;
+        var.shadowed = true;
+        return Ok(counting);
+    }
+    if !joins {
+        if var.kind == Kind::Control(Control::ContentLength) {
+            return Err(conflicting_lengths(slice(block, prev.raw.value), value));
+        }
+        prev.superseded = true;
+        prev.shadowed = true;
+        return Ok(idx);
+    }
+    prev.next_repeat = idx;
+    var.shadowed = true;
+    match chain {
+        Some(entry) => entry.1 = idx,
+        None => chains.push((counting, idx)),
+    }
+    Ok(counting)
 }
 
 /// Validates a vars block into a [`Head`] (F3, V2–V6).
 pub fn parse_vars(header: Header, block: &[u8], limits: &Limits) -> Result<Head, ProtocolError> {
-    if block.is_empty() {
-        return Err(missing_params("empty vars block"));
-    }
     // On the heap, so that the head stays small to move and to keep in a Python object; a var
     // takes at least 4 bytes of the block.
     let mut vars: Vec<Var> = Vec::with_capacity((block.len() / 4).min(48));
     let mut control = [NONE; CONTROL_COUNT];
-    // First and last index of each name seen that is not a control var.
+    // Where the copy that counts of each other name is.
     let mut seen = Seen::default();
-    let mut last_of_chain: SmallVec<[(u16, u16); 4]> = SmallVec::new();
+    // First and last copy of each joined header.
+    let mut chains: SmallVec<[(u16, u16); 4]> = SmallVec::new();
     let mut header_count = 0usize;
 
     for raw in VarIter::new(block) {
@@ -430,6 +513,7 @@ pub fn parse_vars(header: Header, block: &[u8], limits: &Limits) -> Result<Head,
             raw,
             kind,
             shadowed: false,
+            superseded: false,
             next_repeat: NONE,
             known: known.and_then(|i| u8::try_from(i).ok()).unwrap_or(UNKNOWN),
         };
@@ -438,11 +522,12 @@ pub fn parse_vars(header: Header, block: &[u8], limits: &Limits) -> Result<Head,
                 if has_line_break(value) {
                     return Err(bad_value(key));
                 }
-                let slot = control.get_mut(c as usize).ok_or_else(|| repeated(key))?;
-                if *slot != NONE {
-                    return Err(repeated(key));
+                if let Some(slot) = control.get_mut(c as usize) {
+                    *slot = match *slot {
+                        NONE => idx,
+                        counting => repeat(&mut vars, &mut var, idx, counting, block, &mut chains)?,
+                    };
                 }
-                *slot = idx;
             }
             _ => {
                 if kind.is_header() {
@@ -465,29 +550,14 @@ pub fn parse_vars(header: Header, block: &[u8], limits: &Limits) -> Result<Head,
                         )));
                     }
                 }
-                if let Some(first) = seen.get(key) {
-                    if kind.is_header() {
-                        // Joined into the first occurrence, in order (V3).
-                        var.shadowed = true;
-                        let tail = match last_of_chain.iter_mut().find(|(f, _)| *f == first) {
-                            Some(entry) => std::mem::replace(&mut entry.1, idx),
-                            None => {
-                                last_of_chain.push((first, idx));
-                                first
-                            }
-                        };
-                        if let Some(prev) = vars.get_mut(usize::from(tail)) {
-                            prev.next_repeat = idx;
+                match seen.get(key) {
+                    None => seen.add(key, idx),
+                    Some(counting) => {
+                        let now = repeat(&mut vars, &mut var, idx, counting, block, &mut chains)?;
+                        if now != counting {
+                            seen.insert(key, now);
                         }
-                    } else {
-                        // The last one wins.
-                        if let Some(prev) = vars.get_mut(usize::from(first)) {
-                            prev.shadowed = true;
-                        }
-                        seen.insert(key, idx);
                     }
-                } else {
-                    seen.add(key, idx);
                 }
             }
         }
@@ -500,14 +570,15 @@ pub fn parse_vars(header: Header, block: &[u8], limits: &Limits) -> Result<Head,
         control,
         content_length: 0,
     };
-    let method = head
-        .control_value(block, Control::RequestMethod)
-        .ok_or_else(|| missing_params("no REQUEST_METHOD var"))?;
-    if method.is_empty() || !method.iter().all(|&b| is_tchar(b)) {
-        return Err(ProtocolError::invalid(format!(
-            "invalid REQUEST_METHOD {:?}",
-            String::from_utf8_lossy(method)
-        )));
+    // No REQUEST_METHOD (nginx without `include uwsgi_params;`, or an empty block) is served
+    // as GET (V6); one that is sent must be a token.
+    if let Some(method) = head.control_value(block, Control::RequestMethod) {
+        if method.is_empty() || !method.iter().all(|&b| is_tchar(b)) {
+            return Err(ProtocolError::invalid(format!(
+                "invalid REQUEST_METHOD {:?}",
+                String::from_utf8_lossy(method)
+            )));
+        }
     }
     if let Some(uri) = head.control_value(block, Control::RequestUri) {
         if limits.request_line > 0 && uri.len() > limits.request_line {
@@ -698,8 +769,17 @@ mod tests {
         assert!(parse(&[GET, (b"DOCUMENT_ROOT", b"a\nb")]).is_ok());
     }
 
+    /// The value of the copy of `name` that counts, as the environ sees it.
+    fn counting<'b>(h: &Head, block: &'b [u8], name: &[u8]) -> Vec<&'b [u8]> {
+        h.vars
+            .iter()
+            .filter(|v| !v.shadowed && slice(block, v.raw.key) == name)
+            .map(|v| slice(block, v.raw.value))
+            .collect()
+    }
+
     #[test]
-    fn v3_repeats() {
+    fn v3_client_headers_joined_in_order() {
         let pkt_pairs: &[(&[u8], &[u8])] = &[
             GET,
             (b"HTTP_ACCEPT", b"a"),
@@ -715,18 +795,100 @@ mod tests {
         assert_eq!(first.next_repeat, 3);
         assert_eq!(h.vars[3].next_repeat, 5);
         assert!(h.vars[3].shadowed && h.vars[5].shadowed);
+        assert!(!h.vars[3].superseded && !h.vars[5].superseded);
         assert_eq!(h.vars[5].next_repeat, NONE);
-        assert!(h.vars[4].shadowed && !h.vars[6].shadowed);
-        for c in [
-            &b"REQUEST_METHOD"[..],
-            b"CONTENT_LENGTH",
-            b"PATH_INFO",
+        assert!(h.vars[4].superseded && !h.vars[6].shadowed);
+    }
+
+    #[test]
+    fn v3_last_one_wins_for_every_var_a_client_cannot_repeat() {
+        // The idioms: `include uwsgi_params;` then `uwsgi_param NAME value;`.
+        for name in [
+            &b"HTTPS"[..],
+            b"REMOTE_ADDR",
+            b"SERVER_NAME",
             b"SERVER_PORT",
-            b"HTTPS",
+            b"SCRIPT_NAME",
+            b"PATH_INFO",
+            b"REQUEST_METHOD",
+            b"REQUEST_SCHEME",
+            b"DOCUMENT_ROOT",
+            b"HTTP_HOST",
+            b"HTTP_AUTHORIZATION",
+            b"HTTP_IF_NONE_MATCH",
+            b"HTTP_PROXY_AUTHORIZATION",
         ] {
-            let err = parse(&[GET, (c, b"1"), (c, b"1")]).unwrap_err();
-            assert_eq!(err.status(), 400, "{c:?}");
+            let pairs: &[(&[u8], &[u8])] =
+                &[GET, (name, b"POST"), (b"HTTP_X", b"1"), (name, b"PUT")];
+            let pkt = packet(0, pairs);
+            let h = get(pairs);
+            let block = &pkt[HEADER_SIZE..];
+            assert_eq!(counting(&h, block, name), [b"PUT"], "{name:?}");
+            assert!(h.vars[1].superseded && !h.vars[3].shadowed, "{name:?}");
         }
+        // Decisions read the same copy as the environ.
+        let pairs: &[(&[u8], &[u8])] = &[
+            (b"REQUEST_METHOD", b"GET"),
+            (b"HTTPS", b"off"),
+            (b"REQUEST_URI", b"/a"),
+            (b"REQUEST_METHOD", b"HEAD"),
+            (b"HTTPS", b"on"),
+            (b"REQUEST_URI", b"/b"),
+        ];
+        let pkt = packet(0, pairs);
+        let block = &pkt[HEADER_SIZE..];
+        let h = get(pairs);
+        assert!(h.is_head(block));
+        assert_eq!(h.control_value(block, Control::Https), Some(&b"on"[..]));
+        assert_eq!(&*h.request_uri(block), b"/b");
+    }
+
+    #[test]
+    fn v3_a_repeat_with_the_same_value_collapses() {
+        // TLS termination: the stock params send `HTTPS $https`, then `uwsgi_param HTTPS on`.
+        let pairs: &[(&[u8], &[u8])] = &[
+            GET,
+            (b"HTTPS", b"on"),
+            (b"HTTP_ACCEPT", b"a"),
+            (b"HTTPS", b"on"),
+            (b"HTTP_ACCEPT", b"a"),
+            (b"HTTP_ACCEPT", b"b"),
+            (b"HTTP_ACCEPT", b"b"),
+            (b"CONTENT_LENGTH", b"3"),
+            (b"CONTENT_LENGTH", b"3"),
+        ];
+        let pkt = packet(0, pairs);
+        let block = &pkt[HEADER_SIZE..];
+        let h = get(pairs);
+        assert!(!h.vars[1].shadowed && h.vars[3].superseded);
+        assert_eq!(h.control[Control::Https as usize], 1);
+        // The second `a` collapses, `b` joins, the second `b` collapses.
+        assert!(h.vars[4].superseded && !h.vars[5].superseded && h.vars[6].superseded);
+        assert_eq!(h.vars[2].next_repeat, 5);
+        assert_eq!(h.vars[5].next_repeat, NONE);
+        assert_eq!(counting(&h, block, b"HTTP_ACCEPT"), [b"a"]);
+        assert_eq!(h.content_length, 3);
+    }
+
+    #[test]
+    fn v3_content_length_with_two_values_is_refused() {
+        let err = parse(&[GET, (b"CONTENT_LENGTH", b"3"), (b"CONTENT_LENGTH", b"30")]).unwrap_err();
+        assert_eq!(err.status(), 400);
+        assert!(err.to_string().contains("CONTENT_LENGTH"), "{err}");
+        // Empty and absent both mean 0, but an empty one beside a length is still two values.
+        assert_eq!(
+            parse(&[GET, (b"CONTENT_LENGTH", b""), (b"CONTENT_LENGTH", b"4")])
+                .unwrap_err()
+                .status(),
+            400
+        );
+        // A repeated client Content-Length header is not the framing: the last one wins.
+        let h = get(&[
+            GET,
+            (b"HTTP_CONTENT_LENGTH", b"1"),
+            (b"HTTP_CONTENT_LENGTH", b"2"),
+        ]);
+        assert!(h.vars[1].superseded);
     }
 
     #[test]
@@ -742,7 +904,7 @@ mod tests {
         assert_eq!(h.vars[1].next_repeat, 41);
         assert_eq!(h.vars[40].next_repeat, 42);
         assert!(h.vars[41].shadowed && h.vars[42].shadowed);
-        assert!(h.vars[43].shadowed && !h.vars[44].shadowed);
+        assert!(h.vars[43].superseded && !h.vars[44].shadowed);
     }
 
     #[test]
@@ -815,12 +977,19 @@ mod tests {
     }
 
     #[test]
-    fn v6_method_required() {
-        let pkt = packet(0, &[]);
-        let err = parse_head(&pkt, &limits()).unwrap_err();
-        assert!(err.to_string().contains("include uwsgi_params"));
-        let err = parse(&[(b"PATH_INFO", b"/")]).unwrap_err();
-        assert!(err.to_string().contains("include uwsgi_params"));
+    fn v6_no_method_is_served_as_get() {
+        let empty = packet(0, &[]);
+        let Progress::Done(h) = parse_head(&empty, &limits()).unwrap() else {
+            panic!()
+        };
+        assert!(!h.has(Control::RequestMethod));
+        assert_eq!(h.method(&empty[HEADER_SIZE..]), b"GET");
+        let pairs: &[(&[u8], &[u8])] = &[(b"PATH_INFO", b"/")];
+        let pkt = packet(0, pairs);
+        let h = get(pairs);
+        assert_eq!(h.method(&pkt[HEADER_SIZE..]), b"GET");
+        assert!(!h.is_head(&pkt[HEADER_SIZE..]));
+        // One that is sent must be a token.
         assert_eq!(
             parse(&[(b"REQUEST_METHOD", b"GE T")]).unwrap_err().status(),
             400

@@ -108,7 +108,7 @@ def test_a4_forbidden_message_names_the_peer_and_the_setting():
 @pytest.mark.parametrize(
     ("data", "cls"),
     [
-        (b"\x00\x00\x00\x00", errors.InvalidUWSGIHeader),
+        (b"\x00\x02\x00\x00\x00\x00", errors.InvalidUWSGIHeader),
         (b"GET / HTTP/1.1\r\n", errors.ForeignProtocol),
         (b"\x16\x03\x01\x00", errors.ForeignProtocol),
         (b"\x01\x00\x00\x00", errors.UnsupportedModifier),

@@ -1,12 +1,13 @@
 //! The uwsgi parser on arbitrary bytes: never a panic, the verdict does not depend on where
 //! the stream is cut (F2, X4), and a head is accepted exactly when its names and values pass
 //! V2, checked here byte by byte against what the parser's fast paths decide (known names,
-//! values scanned eight bytes at a time).
+//! values scanned eight bytes at a time), and repeated vars count as V3 says, checked against
+//! a plain reading of the rule.
 #![no_main]
 
 use _native::framing::{slice, VarIter, HEADER_SIZE};
 use _native::keys::key_index;
-use _native::vars::{parse_head, Head, Kind, Limits, Progress};
+use _native::vars::{last_wins, parse_head, Control, Head, Kind, Limits, Progress, NONE};
 use libfuzzer_sys::fuzz_target;
 
 /// V2 by the letter: names printable ASCII without space; no CR, LF or NUL in the value of a
@@ -32,12 +33,52 @@ fn v2_holds(block: &[u8]) -> Option<bool> {
     Some(ok)
 }
 
-/// What an accepted head says of each var agrees with its name.
+/// What an accepted head says of each var agrees with its name, and each repeated name counts
+/// as V3 says: one copy reaches the environ; for a var whose last copy wins it has the last
+/// value; for a joined header its chain holds every value in order, a value equal to the one
+/// before it collapsed; a control var is the copy the decisions read.
 fn check_vars(head: &Head, block: &[u8]) {
-    for var in &head.vars {
+    let value = |i: usize| slice(block, head.vars[i].raw.value);
+    for (i, var) in head.vars.iter().enumerate() {
         let key = slice(block, var.raw.key);
         assert_eq!(var.known(), key_index(key));
         assert_eq!(var.kind, Kind::of(key));
+        assert!(!var.superseded || var.shadowed);
+        let copies: Vec<usize> = (0..head.vars.len())
+            .filter(|&j| slice(block, head.vars[j].raw.key) == key)
+            .collect();
+        let counting: Vec<usize> = copies
+            .iter()
+            .copied()
+            .filter(|&j| !head.vars[j].shadowed)
+            .collect();
+        assert_eq!(counting.len(), 1);
+        let first = counting[0];
+        if i != copies[0] {
+            continue;
+        }
+        let mut values: Vec<&[u8]> = copies.iter().map(|&j| value(j)).collect();
+        values.dedup();
+        if last_wins(var.kind, key) {
+            assert_eq!(value(first), value(*copies.last().unwrap()));
+        } else {
+            let mut chain = vec![value(first)];
+            let mut next = head.vars[first].next_repeat;
+            while next != NONE {
+                chain.push(value(usize::from(next)));
+                next = head.vars[usize::from(next)].next_repeat;
+            }
+            assert_eq!(chain, values);
+        }
+        if let Kind::Control(c) = var.kind {
+            assert_eq!(usize::from(head.control[c as usize]), first);
+            assert_eq!(head.control_value(block, c), Some(value(first)));
+        }
+    }
+    for c in Control::ALL {
+        if !head.has(c) {
+            assert!(head.vars.iter().all(|v| v.kind != Kind::Control(c)));
+        }
     }
 }
 

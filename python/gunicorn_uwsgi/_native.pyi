@@ -18,6 +18,7 @@ __all__ = [
     "UWSGIParser",
     "UWSGIRequest",
     "__version__",
+    "claim_missing_method_warning",
     "create",
     "error_response",
     "parse",
@@ -56,7 +57,9 @@ class Head:
     @property
     def content_length(self) -> int: ...
     @property
-    def method(self) -> str | None: ...
+    def method(self) -> str: ...
+    @property
+    def method_missing(self) -> bool: ...
     @property
     def is_head(self) -> bool: ...
     @overload
@@ -180,6 +183,7 @@ def response_head(
     status: str, headers: Iterable[tuple[str, str]], is_head: bool
 ) -> tuple[bytes, int, int | None, bool]: ...
 def error_response(status: int, message: str) -> bytes: ...
+def claim_missing_method_warning() -> bool: ...
 
 @final
 class BytesInput:

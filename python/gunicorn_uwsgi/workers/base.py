@@ -30,6 +30,12 @@ from gunicorn_uwsgi.wsgi import Response, make_environ
 _QUIET_ERRNOS = (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.ESHUTDOWN)
 _TIMEOUT_ERRNOS = (errno.EAGAIN, errno.EWOULDBLOCK, errno.ETIMEDOUT)
 
+#: Logged once per worker process for a request without ``REQUEST_METHOD`` (V6).
+MISSING_METHOD = (
+    "uwsgi peer %s sent no REQUEST_METHOD: served as GET. Is `include uwsgi_params;` missing "
+    "from the nginx location? (logged once per worker)"
+)
+
 #: Bytes read and dropped at most when closing a connection with unread input, on top of
 #: the unread rest of the body.
 DRAIN_LIMIT = 1 << 20
@@ -201,6 +207,8 @@ class UWSGIWorkerMixin:
                 self.log.debug("uwsgi peer closed before sending a request")
                 clean = True
                 return
+            if req.head.method_missing and _native.claim_missing_method_warning():
+                self.log.warning(MISSING_METHOD, peer_name(addr))
             self.serve(listener, req, client, addr)
             clean = True
         except (OSError, PeerTimeout) as e:  # first: a head cut short is both (X3)
