@@ -6,12 +6,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
-use crate::allow;
+use crate::core::allow;
+use crate::core::framing::{slice, HEADER_SIZE};
+use crate::core::kind::{Control, Kind};
+use crate::core::vars::{self, Progress};
 use crate::environ;
 use crate::exceptions::{invalid_entry, protocol_error};
-use crate::framing::{slice, HEADER_SIZE};
-use crate::response;
-use crate::vars::{self, Control, Kind, Progress};
 
 /// gunicorn's request limits (`limit_request_line`, `limit_request_fields`,
 /// `limit_request_field_size`); 0 means unlimited.
@@ -268,6 +268,10 @@ pub fn response_head<'py>(
 pub fn error_response<'py>(py: Python<'py>, status: u16, message: &str) -> Bound<'py, PyBytes> {
     PyBytes::new(
         py,
-        &response::error_response(status, response::reason(status), message),
+        &crate::core::response_head::error_response(
+            status,
+            crate::core::response_head::reason(status),
+            message,
+        ),
     )
 }

@@ -8,11 +8,12 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyString, PyTuple};
 
+use crate::core::framing::slice;
+use crate::core::kind::{Control, Kind};
+use crate::core::vars::{strip_script_name, Head, Var, NONE};
 use crate::exceptions::configuration_problem;
-use crate::framing::slice;
-use crate::vars::{strip_script_name, Control, Head, Kind, Var, NONE};
 
-use crate::keys::{
+use crate::core::keys::{
     control_key, key_index, GUNICORN_SOCKET, HTTP_HOST, KEY_NAMES, RAW_URI, REQUEST_SCHEME,
     URL_SCHEME, WSGI_INPUT,
 };

@@ -3,25 +3,17 @@
 //! Pure-Rust modules (`framing`, `vars`, `allow`, `response`, `errors`) hold the protocol and
 //! their unit tests; `environ`, `bindings` and `exceptions` are the thin PyO3 layer.
 
-pub mod allow;
 pub mod bindings;
 pub mod connection;
+pub mod core;
 pub mod environ;
-pub mod errors;
 pub mod exceptions;
-pub mod framing;
 pub mod input;
 pub mod io;
-pub mod keys;
 pub mod pystr;
 pub mod request;
 pub mod respond;
-pub mod response;
 pub mod server;
-pub mod vars;
-
-#[cfg(test)]
-mod proptests;
 
 use pyo3::prelude::*;
 
@@ -46,7 +38,7 @@ mod _native {
     fn init(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
         use pyo3::types::PyModuleMethods;
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-        m.add("MAX_VARS", crate::vars::MAX_VARS)?;
+        m.add("MAX_VARS", crate::core::vars::MAX_VARS)?;
         Ok(())
     }
 }

@@ -8,12 +8,13 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::bindings::{AllowList, Head, Limits};
+use crate::core::framing::HEADER_SIZE;
+use crate::core::kind::Control;
+use crate::core::vars::{self, Progress};
 use crate::environ::{self, latin1, Context, SecureHeaders};
 use crate::exceptions::{forbidden, protocol_error};
-use crate::framing::HEADER_SIZE;
 use crate::input::BytesInput;
 use crate::respond::Response;
-use crate::vars::{self, Control, Progress};
 
 /// One uwsgi request: `method`, `path`, `query`, `uri`, `version`, `headers`, `body`,
 /// `remote_addr` as gunicorn's `Request` has them, plus `uwsgi_vars` and `head`.

@@ -12,9 +12,9 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyByteArray, PyBytes, PyMemoryView, PyString, PyTuple};
 
+use crate::core::response_head::{self, ResponseHead};
 use crate::exceptions::{os_error, response_error};
 use crate::io;
-use crate::response::{self, ResponseHead};
 
 /// Bodies up to this size leave in the same write as the head (R5).
 pub const SMALL_BODY: usize = 65536;
@@ -54,7 +54,7 @@ pub fn build_head(
         let (name, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract()?;
         pairs.push((as_str(&name)?, as_str(&value)?));
     }
-    response::build_head(
+    response_head::build_head(
         &status,
         pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())),
         is_head,
@@ -185,7 +185,7 @@ impl Response {
     /// silent; a body on a 1xx, 204 or 304 is the application's mistake and is reported once.
     fn warn_no_body(&mut self, py: Python<'_>) {
         let status = self.status_code.unwrap_or(0);
-        if self.is_head && !response::omits_body(status, false) {
+        if self.is_head && !response_head::omits_body(status, false) {
             return;
         }
         if !self.warned_no_body {

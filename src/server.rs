@@ -13,16 +13,17 @@ use std::time::{Duration, Instant};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 
-use crate::allow::AllowList;
 use crate::bindings;
 use crate::connection::Connection;
+use crate::core::allow::AllowList;
+use crate::core::framing::HEADER_SIZE;
+use crate::core::kind::Control;
+use crate::core::response_head;
+use crate::core::vars::{self, Limits, Progress};
 use crate::environ::{self, Context, SecureHeaders};
-use crate::framing::HEADER_SIZE;
 use crate::input::BytesInput;
 use crate::io::{self, Accepted, Peer};
 use crate::respond::{write_result, Response};
-use crate::response;
-use crate::vars::{self, Control, Limits, Progress};
 
 /// How a batch ended.
 pub mod outcome {
@@ -356,9 +357,9 @@ fn leaving(py: Python<'_>, err: &PyErr, worker: &Bound<'_, PyAny>) -> PyResult<b
 #[cold]
 fn send_500(fd: RawFd) {
     if let Some(fd) = io::borrow(fd) {
-        let answer = response::error_response(
+        let answer = response_head::error_response(
             500,
-            response::reason(500),
+            response_head::reason(500),
             "the application raised an exception",
         );
         let _ = io::send_all(fd, &answer);
