@@ -14,7 +14,7 @@ use pyo3::types::{PyByteArray, PyBytes, PyMemoryView, PyString, PyTuple};
 
 use crate::core::response_head::{self, ResponseHead};
 use crate::exceptions::{os_error, response_error};
-use crate::io;
+use crate::net;
 
 /// Bodies up to this size leave in the same write as the head (R5).
 pub const SMALL_BODY: usize = 65536;
@@ -61,6 +61,13 @@ pub fn build_head(
     )
     .map_err(|e| response_error(py, &e))
 }
+
+/// Whether the request a [`Response`] answers is a `HEAD` request, taken from the `req` argument.
+///
+/// The py surface implements the extraction (`py/request.rs`): its request object answers
+/// directly, any other object through its `method` attribute. The writer thus takes any
+/// request without depending on the py surface.
+pub struct IsHead(pub bool);
 
 /// Writes one response on one connection.
 #[pyclass(module = "gunicorn_uwsgi._native")]
@@ -162,11 +169,11 @@ impl Response {
     }
 
     fn send(&self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
-        match io::borrow(self.direct(py)?) {
+        match net::borrow(self.direct(py)?) {
             Some(fd) => {
-                let done = io::send_ready(fd, data).map_err(|e| os_error(&e))?;
+                let done = net::send_ready(fd, data).map_err(|e| os_error(&e))?;
                 if let Some(rest) = data.get(done..).filter(|r| !r.is_empty()) {
-                    py.detach(|| io::send_all(fd, rest))
+                    py.detach(|| net::send_all(fd, rest))
                         .map_err(|e| os_error(&e))?;
                 }
                 Ok(())
@@ -267,7 +274,7 @@ impl Response {
         else {
             return Ok(false);
         };
-        let Some(file) = io::borrow(fileno) else {
+        let Some(file) = net::borrow(fileno) else {
             return Ok(false);
         };
         let Ok(offset) = rustix::fs::seek(file, rustix::fs::SeekFrom::Current(0)) else {
@@ -290,9 +297,9 @@ impl Response {
         if size == 0 {
             return Ok(true);
         }
-        let sent = match io::borrow(self.direct(py)?) {
+        let sent = match net::borrow(self.direct(py)?) {
             Some(out) => py
-                .detach(|| io::send_file(out, file, offset, size))
+                .detach(|| net::send_file(out, file, offset, size))
                 .map_err(|e| os_error(&e))?,
             // A wrapped socket: its own sendfile (which falls back to send for TLS).
             None => self
@@ -318,12 +325,7 @@ impl Response {
         sendfile: bool,
     ) -> PyResult<Self> {
         let _ = cfg;
-        let is_head = match req.cast::<crate::request::Request>() {
-            Ok(r) => r.borrow().is_head(),
-            Err(_) => req
-                .getattr(pyo3::intern!(py, "method"))
-                .is_ok_and(|m| m.eq("HEAD").unwrap_or(false)),
-        };
+        let IsHead(is_head) = req.extract()?;
         Self::over_socket(py, req.unbind(), &sock, is_head, sendfile)
     }
 

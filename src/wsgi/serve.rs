@@ -13,17 +13,16 @@ use std::time::{Duration, Instant};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 
-use crate::bindings;
-use crate::connection::Connection;
 use crate::core::allow::AllowList;
 use crate::core::framing::HEADER_SIZE;
 use crate::core::kind::Control;
 use crate::core::response_head;
 use crate::core::vars::{self, Limits, Progress};
-use crate::environ::{self, Context, SecureHeaders};
-use crate::input::BytesInput;
-use crate::io::{self, Accepted, Peer};
-use crate::respond::{write_result, Response};
+use crate::net::{self, Accepted, Peer};
+use crate::wsgi::connection::Connection;
+use crate::wsgi::env::{self, Context, SecureHeaders};
+use crate::wsgi::reader::BytesInput;
+use crate::wsgi::writer::{write_result, Response};
 
 /// How a batch ended.
 pub mod outcome {
@@ -126,12 +125,12 @@ impl FastServer {
     fn receive(&mut self, py: Python<'_>, fd: &OwnedFd) -> std::io::Result<usize> {
         self.buf.clear();
         let borrowed = fd.as_fd();
-        if let Some(n) = io::recv_ready(borrowed, &mut self.buf, RECV_SIZE)? {
+        if let Some(n) = net::recv_ready(borrowed, &mut self.buf, RECV_SIZE)? {
             return Ok(n);
         }
         let buf = &mut self.buf;
         let started = Instant::now();
-        let received = py.detach(|| io::recv_blocking(borrowed, buf, RECV_SIZE));
+        let received = py.detach(|| net::recv_blocking(borrowed, buf, RECV_SIZE));
         self.waited = started.elapsed().as_secs_f64();
         received
     }
@@ -147,7 +146,7 @@ impl FastServer {
             let need = match vars::parse_head(&self.buf, &self.limits) {
                 // The first request without REQUEST_METHOD goes to the path that logs it (V6).
                 Ok(Progress::Done(head))
-                    if !head.has(Control::RequestMethod) && bindings::missing_method_unlogged() =>
+                    if !head.has(Control::RequestMethod) && env::missing_method_unlogged() =>
                 {
                     return None
                 }
@@ -171,11 +170,11 @@ impl FastServer {
                 self.waited += spent.as_secs_f64();
                 return None;
             }
-            match io::recv_ready(fd.as_fd(), &mut self.buf, need.min(1 << 20)) {
+            match net::recv_ready(fd.as_fd(), &mut self.buf, need.min(1 << 20)) {
                 Ok(Some(n)) if n > 0 => continue,
                 // The rest of a packet nginx is still writing is a moment away; a peer that
                 // streams slowly goes to the Python path, which reads its body lazily.
-                Ok(None) if io::wait_readable(fd.as_fd(), FOLLOW_UP_MS) => continue,
+                Ok(None) if net::wait_readable(fd.as_fd(), FOLLOW_UP_MS) => continue,
                 _ => {
                     self.waited += since.elapsed().as_secs_f64();
                     return None;
@@ -191,20 +190,20 @@ impl FastServer {
         listener: &Listener<'_, '_>,
         worker: &Bound<'_, PyAny>,
     ) -> PyResult<Step> {
-        let Some(lfd) = io::borrow(listener.fd) else {
+        let Some(lfd) = net::borrow(listener.fd) else {
             return Err(pyo3::exceptions::PyValueError::new_err(
                 "invalid listener descriptor",
             ));
         };
         self.waited = 0.0;
-        let accept = || io::accept(lfd).map_err(|e| crate::exceptions::os_error(&e));
+        let accept = || net::accept(lfd).map_err(|e| crate::exceptions::os_error(&e));
         let (fd, peer) = match accept()? {
             Accepted::Conn(fd, peer) => (fd, peer),
             // Between two of nginx's connections: wait for the next one here, without the GIL,
             // rather than going round gunicorn's loop for each (one try after the wait, so
             // that workers sharing the listener still come back to the loop).
             Accepted::Idle => {
-                if !py.detach(|| io::wait_readable(lfd, ACCEPT_WAIT_MS)) {
+                if !py.detach(|| net::wait_readable(lfd, ACCEPT_WAIT_MS)) {
                     return Ok(Step::End(outcome::IDLE));
                 }
                 match accept()? {
@@ -299,11 +298,9 @@ impl FastServer {
             let path = head
                 .control_value(block, Control::PathInfo)
                 .unwrap_or_default();
-            debug.bind(py).call1((
-                "%s %s",
-                environ::latin1(py, method)?,
-                environ::latin1(py, path)?,
-            ))?;
+            debug
+                .bind(py)
+                .call1(("%s %s", env::latin1(py, method)?, env::latin1(py, path)?))?;
         }
         let raw_fd = conn.get().raw_fd();
         let resp = Bound::new(
@@ -316,7 +313,7 @@ impl FastServer {
                 self.sendfile,
             ),
         )?;
-        let result = environ::build(py, head, block, &ctx).and_then(|(env, _)| {
+        let result = env::build(py, head, block, &ctx).and_then(|(env, _)| {
             let out = self
                 .app
                 .bind(py)
@@ -356,13 +353,13 @@ fn leaving(py: Python<'_>, err: &PyErr, worker: &Bound<'_, PyAny>) -> PyResult<b
 
 #[cold]
 fn send_500(fd: RawFd) {
-    if let Some(fd) = io::borrow(fd) {
+    if let Some(fd) = net::borrow(fd) {
         let answer = response_head::error_response(
             500,
             response_head::reason(500),
             "the application raised an exception",
         );
-        let _ = io::send_all(fd, &answer);
+        let _ = net::send_all(fd, &answer);
     }
 }
 
@@ -386,9 +383,9 @@ impl FastServer {
     #[allow(clippy::too_many_arguments)]
     fn new(
         app: Py<PyAny>,
-        limits: &bindings::Limits,
-        allow: &bindings::AllowList,
-        forwarded: &bindings::AllowList,
+        limits: Limits,
+        allow: AllowList,
+        forwarded: AllowList,
         base: Py<PyDict>,
         socket_class: Py<PyAny>,
         file_wrapper: Py<PyAny>,
@@ -400,9 +397,9 @@ impl FastServer {
         let secure_headers = SecureHeaders::compile(secure_headers)?;
         Ok(Self {
             app,
-            limits: limits.inner(),
-            allow: allow.inner().clone(),
-            forwarded: forwarded.inner().clone(),
+            limits,
+            allow,
+            forwarded,
             base,
             socket_class,
             file_wrapper,
