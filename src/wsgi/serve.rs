@@ -7,7 +7,7 @@
 //! body still on its way — is handed back to the Python path with the bytes already read, so
 //! every rule is implemented once.
 
-use std::os::fd::{AsFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
@@ -78,7 +78,8 @@ fn peer_tuple<'py>(py: Python<'py>, peer: Peer) -> PyResult<Bound<'py, PyAny>> {
 
 /// What a listener is, for the requests accepted from it.
 struct Listener<'a, 'py> {
-    fd: RawFd,
+    /// `None` for a negative number.
+    fd: Option<BorrowedFd<'a>>,
     family: i32,
     /// Its `getsockname()`: the `SERVER_NAME`/`SERVER_PORT` fallback (E5).
     server: &'a Bound<'py, PyAny>,
@@ -190,7 +191,7 @@ impl FastServer {
         listener: &Listener<'_, '_>,
         worker: &Bound<'_, PyAny>,
     ) -> PyResult<Step> {
-        let Some(lfd) = net::borrow(listener.fd) else {
+        let Some(lfd) = listener.fd else {
             return Err(pyo3::exceptions::PyValueError::new_err(
                 "invalid listener descriptor",
             ));
@@ -334,7 +335,7 @@ impl FastServer {
         });
         if let Err(e) = &result {
             if !resp.borrow().headers_sent() && !leaving(py, e, worker)? {
-                send_500(raw_fd);
+                conn.get().with_fd(send_500);
             }
         }
         result
@@ -352,15 +353,13 @@ fn leaving(py: Python<'_>, err: &PyErr, worker: &Bound<'_, PyAny>) -> PyResult<b
 }
 
 #[cold]
-fn send_500(fd: RawFd) {
-    if let Some(fd) = net::borrow(fd) {
-        let answer = response_head::error_response(
-            500,
-            response_head::reason(500),
-            "the application raised an exception",
-        );
-        let _ = net::send_all(fd, &answer);
-    }
+fn send_500(fd: BorrowedFd<'_>) {
+    let answer = response_head::error_response(
+        500,
+        response_head::reason(500),
+        "the application raised an exception",
+    );
+    let _ = net::send_all(fd, &answer);
 }
 
 fn describe(head: &vars::Head, block: &[u8]) -> String {
@@ -429,11 +428,11 @@ impl FastServer {
         worker: &Bound<'_, PyAny>,
         limit: usize,
     ) -> PyResult<u8> {
-        let listener = Listener {
-            fd: listener,
-            family,
-            server,
-        };
+        // SAFETY: `listener` is the descriptor of one of the worker's listening sockets, which
+        // the worker holds, open, until this call returns; `server` lives as long.
+        #[allow(unsafe_code)]
+        let fd = unsafe { net::borrow(listener) };
+        let listener = Listener { fd, family, server };
         self.served = 0;
         let mut beat = Instant::now();
         while self.served < limit {

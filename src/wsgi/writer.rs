@@ -5,7 +5,7 @@
 //! else through the Python socket's `sendall` (TLS, or a socket with a Python-level timeout).
 //! Blocking sends release the GIL.
 
-use std::os::fd::RawFd;
+use std::os::fd::{BorrowedFd, RawFd};
 
 use pyo3::exceptions::{PyAssertionError, PyTypeError};
 use pyo3::prelude::*;
@@ -68,6 +68,16 @@ pub fn build_head(
 /// directly, any other object through its `method` attribute. The writer thus takes any
 /// request without depending on the py surface.
 pub struct IsHead(pub bool);
+
+/// The descriptor `fileno` of the file object `file` (a `wsgi.file_wrapper`'s `filelike`), borrowed
+/// while `file` is.
+#[allow(unsafe_code)]
+fn file_handle<'a>(_file: &'a Bound<'_, PyAny>, fileno: RawFd) -> Option<BorrowedFd<'a>> {
+    // SAFETY: `fileno` is what `file.fileno()` just answered, and the caller holds `file`
+    // (so does the response iterable) for the whole borrow, during which the file wrapper's
+    // contract keeps the file open.
+    unsafe { net::borrow(fileno) }
+}
 
 /// Writes one response on one connection.
 #[pyclass(module = "gunicorn_uwsgi._native")]
@@ -168,8 +178,19 @@ impl Response {
         Ok(self.fd)
     }
 
+    /// [`direct`](Self::direct) as a handle, borrowed while `self` is.
+    #[allow(unsafe_code)]
+    fn direct_handle(&self, py: Python<'_>) -> PyResult<Option<BorrowedFd<'_>>> {
+        let fd = self.direct(py)?;
+        // SAFETY: `fd` is the descriptor of `self.sock`, which `self` keeps alive while the
+        // handle is borrowed: a Python socket (whose `fileno()` `direct` has just checked
+        // when the application can close it) or the fast path's `Connection`, which owns
+        // the descriptor until the serve loop closes it after the response.
+        Ok(unsafe { net::borrow(fd) })
+    }
+
     fn send(&self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
-        match net::borrow(self.direct(py)?) {
+        match self.direct_handle(py)? {
             Some(fd) => {
                 let done = net::send_ready(fd, data).map_err(|e| os_error(&e))?;
                 if let Some(rest) = data.get(done..).filter(|r| !r.is_empty()) {
@@ -274,7 +295,7 @@ impl Response {
         else {
             return Ok(false);
         };
-        let Some(file) = net::borrow(fileno) else {
+        let Some(file) = file_handle(&filelike, fileno) else {
             return Ok(false);
         };
         let Ok(offset) = rustix::fs::seek(file, rustix::fs::SeekFrom::Current(0)) else {
@@ -297,7 +318,7 @@ impl Response {
         if size == 0 {
             return Ok(true);
         }
-        let sent = match net::borrow(self.direct(py)?) {
+        let sent = match self.direct_handle(py)? {
             Some(out) => py
                 .detach(|| net::send_file(out, file, offset, size))
                 .map_err(|e| os_error(&e))?,
