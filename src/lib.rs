@@ -43,6 +43,19 @@ mod _native {
         use pyo3::types::PyModuleMethods;
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
         m.add("MAX_VARS", crate::core::vars::MAX_VARS)?;
+        m.add("HEADER_SIZE", crate::core::framing::HEADER_SIZE)?;
+        // How a FastServer.serve batch ended.
+        use crate::wsgi::serve::outcome;
+        for (name, code) in [
+            ("SERVE_IDLE", outcome::IDLE),
+            ("SERVE_FULL", outcome::FULL),
+            ("SERVE_CLOSED", outcome::CLOSED),
+            ("SERVE_HANDOFF", outcome::HANDOFF),
+            ("SERVE_FAILED", outcome::FAILED),
+            ("SERVE_STALLED", outcome::STALLED),
+        ] {
+            m.add(name, code)?;
+        }
         Ok(())
     }
 }

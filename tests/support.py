@@ -30,7 +30,7 @@ Address = Union[tuple, str]  # (host, port) for TCP, a path for a unix socket
 Pair = tuple[Union[bytes, str], Union[bytes, str]]
 
 
-#: The vars the server interprets itself: a repeat of any is refused (V3).
+#: The vars the server interprets itself: when one is repeated, the last one wins (V3).
 CONTROL_VARS = [
     "REQUEST_METHOD",
     "CONTENT_LENGTH",

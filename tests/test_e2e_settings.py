@@ -727,7 +727,7 @@ def test_x1_protocol_errors_are_counted(tmp_path):
         port = statsd.getsockname()[1]
         with Gunicorn(tmp_path, app=PROBE_APP, args=["--statsd-host", f"127.0.0.1:{port}"]) as g:
             good_request(g.tcp)
-            for data in (b"GET / HTTP/1.1\r\n\r\n", packet([GET], modifier1=7), b"\0\0\0\0"):
+            for data in (b"GET / HTTP/1.1\r\n\r\n", packet([GET], modifier1=7), b"\0\2\0\0\0\0"):
                 talk(g.tcp, data)
             good_request(g.unix)
             seen: list[str] = []

@@ -6,7 +6,14 @@ from typing import Any, ClassVar, TypeVar, final, overload
 _T = TypeVar("_T")
 
 __all__ = [
+    "HEADER_SIZE",
     "MAX_VARS",
+    "SERVE_CLOSED",
+    "SERVE_FAILED",
+    "SERVE_FULL",
+    "SERVE_HANDOFF",
+    "SERVE_IDLE",
+    "SERVE_STALLED",
     "AllowList",
     "BytesInput",
     "Connection",
@@ -29,6 +36,13 @@ __all__ = [
 
 __version__: str
 MAX_VARS: int
+HEADER_SIZE: int
+SERVE_IDLE: int
+SERVE_FULL: int
+SERVE_CLOSED: int
+SERVE_HANDOFF: int
+SERVE_FAILED: int
+SERVE_STALLED: int
 
 @final
 class Limits:

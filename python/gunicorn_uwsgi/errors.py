@@ -16,8 +16,7 @@ except ImportError:  # pragma: no cover - depends on the installed gunicorn
 
 from gunicorn.http import errors as _http_errors
 
-#: Bytes of the uwsgi packet header (F1).
-HEADER_SIZE = 4
+from gunicorn_uwsgi._native import HEADER_SIZE
 
 
 def _base(name: str, default: type) -> type:

@@ -141,7 +141,7 @@ impl FastServer {
     /// after the body, a body over [`EAGER_BODY`], or bytes that are not there yet or still
     /// trickling in after [`FOLLOW_UP_BUDGET`] — the Python path then reads the body lazily, as
     /// the application asks for it (B2), within what is left of the read budget (F8).
-    fn complete_request(&mut self, fd: &OwnedFd) -> Option<vars::Head> {
+    fn complete_request(&mut self, py: Python<'_>, fd: &OwnedFd) -> Option<vars::Head> {
         let mut started: Option<Instant> = None;
         loop {
             let need = match vars::parse_head(&self.buf, &self.limits) {
@@ -175,7 +175,7 @@ impl FastServer {
                 Ok(Some(n)) if n > 0 => continue,
                 // The rest of a packet nginx is still writing is a moment away; a peer that
                 // streams slowly goes to the Python path, which reads its body lazily.
-                Ok(None) if net::wait_readable(fd.as_fd(), FOLLOW_UP_MS) => continue,
+                Ok(None) if py.detach(|| net::wait_readable(fd.as_fd(), FOLLOW_UP_MS)) => continue,
                 _ => {
                     self.waited += since.elapsed().as_secs_f64();
                     return None;
@@ -201,17 +201,14 @@ impl FastServer {
         let (fd, peer) = match accept()? {
             Accepted::Conn(fd, peer) => (fd, peer),
             // Between two of nginx's connections: wait for the next one here, without the GIL,
-            // rather than going round gunicorn's loop for each (one try after the wait, so
-            // that workers sharing the listener still come back to the loop).
-            Accepted::Idle => {
-                if !py.detach(|| net::wait_readable(lfd, ACCEPT_WAIT_MS)) {
-                    return Ok(Step::End(outcome::IDLE));
-                }
-                match accept()? {
-                    Accepted::Conn(fd, peer) => (fd, peer),
-                    Accepted::Idle => return Ok(Step::End(outcome::IDLE)),
-                }
-            }
+            // rather than going round gunicorn's loop for each. A connection another worker
+            // process or thread took first is waited past in the same wait; the wait ends
+            // after ACCEPT_WAIT_MS, or at once for a signal, so the loop still comes back.
+            Accepted::Idle => match py.detach(|| accept_within(lfd, ACCEPT_WAIT_MS)) {
+                Ok(Some((fd, peer))) => (fd, peer),
+                Ok(None) => return Ok(Step::End(outcome::IDLE)),
+                Err(e) => return Err(crate::exceptions::os_error(&e)),
+            },
         };
         if peer.ip().is_some_and(|ip| !self.allow.allows(ip)) {
             self.handoff = Some((fd, peer, Vec::new()));
@@ -226,7 +223,7 @@ impl FastServer {
             }
             Err(_) => return Ok(Step::End(outcome::CLOSED)),
         }
-        let Some(head) = self.complete_request(&fd) else {
+        let Some(head) = self.complete_request(py, &fd) else {
             let data = std::mem::replace(&mut self.buf, Vec::with_capacity(RECV_SIZE));
             self.handoff = Some((fd, peer, data));
             return Ok(Step::End(outcome::HANDOFF));
@@ -373,6 +370,24 @@ fn describe(head: &vars::Head, block: &[u8]) -> String {
         String::from_utf8_lossy(method),
         String::from_utf8_lossy(uri)
     )
+}
+
+/// Waits up to `millis` for a connection on the non-blocking `listener` and accepts it; `None`
+/// when the time is up or a signal arrived first.
+fn accept_within(
+    listener: BorrowedFd<'_>,
+    millis: i64,
+) -> std::io::Result<Option<(OwnedFd, Peer)>> {
+    let started = Instant::now();
+    loop {
+        let left = millis - started.elapsed().as_millis() as i64;
+        if left <= 0 || !net::wait_readable(listener, left) {
+            return Ok(None);
+        }
+        if let Accepted::Conn(fd, peer) = net::accept(listener)? {
+            return Ok(Some((fd, peer)));
+        }
+    }
 }
 
 #[pymethods]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import logging
+import os
 import socket
 import struct
 import time
@@ -12,10 +14,18 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
+from gunicorn import glogging
 from gunicorn import sock as gsock
 
 from gunicorn_uwsgi import _native
-from gunicorn_uwsgi._native import write_result
+from gunicorn_uwsgi._native import (
+    SERVE_CLOSED,
+    SERVE_FAILED,
+    SERVE_HANDOFF,
+    SERVE_IDLE,
+    SERVE_STALLED,
+    write_result,
+)
 from gunicorn_uwsgi.errors import (
     ClientDisconnected,
     ForbiddenUWSGIRequest,
@@ -29,6 +39,10 @@ from gunicorn_uwsgi.wsgi import Response, make_environ
 
 _QUIET_ERRNOS = (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.ESHUTDOWN)
 _TIMEOUT_ERRNOS = (errno.EAGAIN, errno.EWOULDBLOCK, errno.ETIMEDOUT)
+
+#: Connections the Rust cycle serves in one call before the worker's loop runs again
+#: (heartbeat, parent check, signals).
+BATCH = 64
 
 #: Logged once per worker process for a request without ``REQUEST_METHOD`` (V6).
 MISSING_METHOD = (
@@ -54,6 +68,28 @@ def _is_loopback_bind(address: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _is_default(cfg: Any, hook: str) -> bool:
+    setting = cfg.settings.get(hook)
+    return setting is not None and getattr(cfg, hook) is setting.default
+
+
+def _access_log_enabled(log: Any, cfg: Any) -> bool:
+    """Whether gunicorn's logger does anything per request: an access log, or a logger class
+    of its own (statsd's counts every request in ``access``)."""
+    if type(log).access is not glogging.Logger.access:
+        return True
+    enabled = getattr(log, "access_log_enabled", None)
+    if enabled is not None:
+        return bool(enabled)
+    return bool(
+        cfg.accesslog
+        or cfg.logconfig
+        or getattr(cfg, "logconfig_dict", None)
+        or getattr(cfg, "logconfig_json", None)
+        or (cfg.syslog and not cfg.disable_redirect_access_to_syslog)
+    )
 
 
 def check_allow_list(cfg: Any, log: Any) -> None:
@@ -105,6 +141,7 @@ class UWSGIWorkerMixin:
         #: Protocol errors answered, by status (X1).
         self.uwsgi_errors: Counter[int] = Counter()
         self._socknames: dict[Any, Any] = {}
+        self._listener_info: dict[Any, tuple[int, int, Any]] = {}
         self._notified = float("-inf")
         # The arbiter kills a worker silent for `timeout` seconds; beat well within it.
         self._notify_interval = min(1.0, (self.cfg.timeout or 30) / 4)
@@ -124,6 +161,76 @@ class UWSGIWorkerMixin:
                     listener.setsockopt(socket.SOL_SOCKET, option, tv)
                 except OSError as e:  # pragma: no cover - platform dependent
                     self.log.debug("cannot set socket timeout: %s", e)
+
+    # -- the Rust request cycle ----------------------------------------------------------
+
+    def fast_server(self) -> Any:
+        """The Rust request cycle (``_native.FastServer``: accept, receive, parse, environ,
+        application, response, close), or None when the worker needs the Python one: request
+        hooks of its own, an access log, or TLS. ``GUNICORN_UWSGI_FAST_PATH=0`` turns it off.
+        A threaded worker makes one per thread."""
+        cfg, settings = self.cfg, self.uwsgi
+        if (
+            os.environ.get("GUNICORN_UWSGI_FAST_PATH", "1") == "0"
+            or settings.is_ssl
+            or not _is_default(cfg, "pre_request")
+            or not _is_default(cfg, "post_request")
+            or _access_log_enabled(self.log, cfg)
+        ):
+            return None
+        # gunicorn's default pre_request hook logs "METHOD PATH" at debug level.
+        debug = self.log.debug if self.log.error_log.isEnabledFor(logging.DEBUG) else None
+        base = settings.base_environ
+        return _native.FastServer(
+            self.wsgi,
+            settings.limits,
+            settings.allow,
+            settings.forwarded,
+            base,
+            socket.socket,
+            base["wsgi.file_wrapper"],
+            settings.script_name,
+            settings.secure_headers or None,
+            settings.sendfile,
+            debug,
+        )
+
+    def serve_batch(self, fast: Any, listener: Any, limit: int) -> bool:
+        """Serves up to ``limit`` connections of ``listener`` in the Rust cycle, then what it
+        handed back: a connection for the Python path, a failed request, a stalled peer.
+        Returns False when no connection was pending."""
+        code = fast.serve(*self.listener_info(listener), self, limit)
+        if fast.served:
+            self.count_request(fast.served)
+        if code == SERVE_IDLE:
+            return bool(fast.served)
+        if code == SERVE_HANDOFF:
+            fd, addr, data = fast.take_handoff()
+            client = socket.socket(listener.family, socket.SOCK_STREAM, 0, fd)
+            self.handle_connection(listener, client, addr, data, fast.waited)
+        elif code == SERVE_FAILED:
+            self.count_request()
+            exc, addr, what = fast.take_error()
+            if isinstance(exc, OSError):
+                self.connection_error(addr, exc)
+            else:
+                self.log.error("Error handling request %s", what, exc_info=exc)
+        elif code == SERVE_CLOSED:
+            self.log.debug("uwsgi peer closed before sending a request")
+        elif code == SERVE_STALLED:
+            addr = fast.take_peer()
+            self.connection_error(addr, PeerTimeout(self.uwsgi.timeout, "request bytes"))
+        return True
+
+    def listener_info(self, listener: Any) -> tuple[int, int, Any]:
+        """``(fileno, family, getsockname())`` of a listener, looked up once: gunicorn's socket
+        wrappers answer these through ``__getattr__``."""
+        try:
+            return self._listener_info[listener]
+        except KeyError:
+            info = (listener.fileno(), listener.family, self.sockname(listener))
+            self._listener_info[listener] = info
+            return info
 
     def sockname(self, listener: Any) -> Any:
         try:
