@@ -5,8 +5,8 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyType;
 
-use crate::allow::InvalidEntry;
-use crate::errors::{ProtocolError, ResponseError};
+use crate::core::allow::InvalidEntry;
+use crate::core::errors::{ProtocolError, ResponseError};
 
 static ERRORS_MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
 

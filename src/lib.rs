@@ -1,55 +1,51 @@
 //! `gunicorn_uwsgi._native`: the uwsgi protocol for gunicorn workers.
 //!
-//! Pure-Rust modules (`framing`, `vars`, `allow`, `response`, `errors`) hold the protocol and
-//! their unit tests; `environ`, `bindings` and `exceptions` are the thin PyO3 layer.
+//! Layers, each using only those before it (`use crate::` never points the other way):
+//!
+//! - [`core`]: the protocol in pure Rust, sans-I/O, no PyO3 (framing, vars and limits, the known
+//!   names, the allow list, the response head, the error enums), with its unit tests.
+//! - [`net`]: the socket system calls on descriptors (no PyO3); [`exceptions`]: the one error
+//!   boundary, Rust errors to Python exceptions; [`pystr`]: latin-1 bytes to `str`. These three
+//!   are shared by every interface and by the py surface.
+//! - [`wsgi`]: the WSGI interface (environ, body reader, response writer, serve loop).
+//! - [`py`]: the Python classes over the core values and gunicorn's request object and parser.
+//! - this file: the module declaration and its one export list.
 
-pub mod allow;
-pub mod bindings;
-pub mod connection;
-pub mod environ;
-pub mod errors;
+pub mod core;
 pub mod exceptions;
-pub mod framing;
-pub mod input;
-pub mod io;
-pub mod keys;
+pub mod net;
+pub mod py;
 pub mod pystr;
-pub mod request;
-pub mod respond;
-pub mod response;
-pub mod server;
-pub mod vars;
-
-#[cfg(test)]
-mod proptests;
+pub mod wsgi;
 
 use pyo3::prelude::*;
 
 #[pymodule]
 mod _native {
     #[pymodule_export]
-    use crate::bindings::{
-        claim_missing_method_warning, error_response, parse, response_head, AllowList, Head, Limits,
+    use crate::py::bindings::{
+        claim_missing_method_warning, error_response, parse, response_head, PyAllowList, PyHead,
+        PyLimits,
     };
     #[pymodule_export]
-    use crate::connection::Connection;
+    use crate::py::request::{create, request, EnvironSettings, Parser, Request};
     #[pymodule_export]
-    use crate::input::BytesInput;
+    use crate::wsgi::connection::Connection;
     #[pymodule_export]
-    use crate::request::{create, request, EnvironSettings, Parser, Request};
+    use crate::wsgi::reader::BytesInput;
     #[pymodule_export]
-    use crate::respond::{write_result, Response};
+    use crate::wsgi::serve::FastServer;
     #[pymodule_export]
-    use crate::server::FastServer;
+    use crate::wsgi::writer::{write_result, Response};
 
     #[pymodule_init]
     fn init(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
         use pyo3::types::PyModuleMethods;
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-        m.add("MAX_VARS", crate::vars::MAX_VARS)?;
-        m.add("HEADER_SIZE", crate::framing::HEADER_SIZE)?;
+        m.add("MAX_VARS", crate::core::vars::MAX_VARS)?;
+        m.add("HEADER_SIZE", crate::core::framing::HEADER_SIZE)?;
         // How a FastServer.serve batch ended.
-        use crate::server::outcome;
+        use crate::wsgi::serve::outcome;
         for (name, code) in [
             ("SERVE_IDLE", outcome::IDLE),
             ("SERVE_FULL", outcome::FULL),

@@ -5,9 +5,10 @@
 //! a plain reading of the rule.
 #![no_main]
 
-use _native::framing::{slice, VarIter, HEADER_SIZE};
-use _native::keys::key_index;
-use _native::vars::{last_wins, parse_head, Control, Head, Kind, Limits, Progress, NONE};
+use _native::core::framing::{slice, VarIter, HEADER_SIZE};
+use _native::core::keys::key_index;
+use _native::core::kind::{last_wins, Control, Kind};
+use _native::core::vars::{parse_head, Head, Limits, Progress, NONE};
 use libfuzzer_sys::fuzz_target;
 
 /// V2 by the letter: names printable ASCII without space; no CR, LF or NUL in the value of a

@@ -2,7 +2,7 @@
 //! accepts can split the head (R1).
 #![no_main]
 
-use _native::response::build_head;
+use _native::core::response_head::build_head;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

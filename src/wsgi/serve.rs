@@ -7,22 +7,22 @@
 //! body still on its way — is handed back to the Python path with the bytes already read, so
 //! every rule is implemented once.
 
-use std::os::fd::{AsFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 
-use crate::allow::AllowList;
-use crate::bindings;
-use crate::connection::Connection;
-use crate::environ::{self, Context, SecureHeaders};
-use crate::framing::HEADER_SIZE;
-use crate::input::BytesInput;
-use crate::io::{self, Accepted, Peer};
-use crate::respond::{write_result, Response};
-use crate::response;
-use crate::vars::{self, Control, Limits, Progress};
+use crate::core::allow::AllowList;
+use crate::core::framing::HEADER_SIZE;
+use crate::core::kind::Control;
+use crate::core::response_head;
+use crate::core::vars::{self, Limits, Progress};
+use crate::net::{self, Accepted, Peer};
+use crate::wsgi::connection::Connection;
+use crate::wsgi::env::{self, Context, SecureHeaders};
+use crate::wsgi::reader::BytesInput;
+use crate::wsgi::writer::{write_result, Response};
 
 /// How a batch ended.
 pub mod outcome {
@@ -78,7 +78,8 @@ fn peer_tuple<'py>(py: Python<'py>, peer: Peer) -> PyResult<Bound<'py, PyAny>> {
 
 /// What a listener is, for the requests accepted from it.
 struct Listener<'a, 'py> {
-    fd: RawFd,
+    /// `None` for a negative number.
+    fd: Option<BorrowedFd<'a>>,
     family: i32,
     /// Its `getsockname()`: the `SERVER_NAME`/`SERVER_PORT` fallback (E5).
     server: &'a Bound<'py, PyAny>,
@@ -125,12 +126,12 @@ impl FastServer {
     fn receive(&mut self, py: Python<'_>, fd: &OwnedFd) -> std::io::Result<usize> {
         self.buf.clear();
         let borrowed = fd.as_fd();
-        if let Some(n) = io::recv_ready(borrowed, &mut self.buf, RECV_SIZE)? {
+        if let Some(n) = net::recv_ready(borrowed, &mut self.buf, RECV_SIZE)? {
             return Ok(n);
         }
         let buf = &mut self.buf;
         let started = Instant::now();
-        let received = py.detach(|| io::recv_blocking(borrowed, buf, RECV_SIZE));
+        let received = py.detach(|| net::recv_blocking(borrowed, buf, RECV_SIZE));
         self.waited = started.elapsed().as_secs_f64();
         received
     }
@@ -146,7 +147,7 @@ impl FastServer {
             let need = match vars::parse_head(&self.buf, &self.limits) {
                 // The first request without REQUEST_METHOD goes to the path that logs it (V6).
                 Ok(Progress::Done(head))
-                    if !head.has(Control::RequestMethod) && bindings::missing_method_unlogged() =>
+                    if !head.has(Control::RequestMethod) && env::missing_method_unlogged() =>
                 {
                     return None
                 }
@@ -170,11 +171,11 @@ impl FastServer {
                 self.waited += spent.as_secs_f64();
                 return None;
             }
-            match io::recv_ready(fd.as_fd(), &mut self.buf, need.min(1 << 20)) {
+            match net::recv_ready(fd.as_fd(), &mut self.buf, need.min(1 << 20)) {
                 Ok(Some(n)) if n > 0 => continue,
                 // The rest of a packet nginx is still writing is a moment away; a peer that
                 // streams slowly goes to the Python path, which reads its body lazily.
-                Ok(None) if py.detach(|| io::wait_readable(fd.as_fd(), FOLLOW_UP_MS)) => continue,
+                Ok(None) if py.detach(|| net::wait_readable(fd.as_fd(), FOLLOW_UP_MS)) => continue,
                 _ => {
                     self.waited += since.elapsed().as_secs_f64();
                     return None;
@@ -190,13 +191,13 @@ impl FastServer {
         listener: &Listener<'_, '_>,
         worker: &Bound<'_, PyAny>,
     ) -> PyResult<Step> {
-        let Some(lfd) = io::borrow(listener.fd) else {
+        let Some(lfd) = listener.fd else {
             return Err(pyo3::exceptions::PyValueError::new_err(
                 "invalid listener descriptor",
             ));
         };
         self.waited = 0.0;
-        let accept = || io::accept(lfd).map_err(|e| crate::exceptions::os_error(&e));
+        let accept = || net::accept(lfd).map_err(|e| crate::exceptions::os_error(&e));
         let (fd, peer) = match accept()? {
             Accepted::Conn(fd, peer) => (fd, peer),
             // Between two of nginx's connections: wait for the next one here, without the GIL,
@@ -295,11 +296,9 @@ impl FastServer {
             let path = head
                 .control_value(block, Control::PathInfo)
                 .unwrap_or_default();
-            debug.bind(py).call1((
-                "%s %s",
-                environ::latin1(py, method)?,
-                environ::latin1(py, path)?,
-            ))?;
+            debug
+                .bind(py)
+                .call1(("%s %s", env::latin1(py, method)?, env::latin1(py, path)?))?;
         }
         let raw_fd = conn.get().raw_fd();
         let resp = Bound::new(
@@ -312,7 +311,7 @@ impl FastServer {
                 self.sendfile,
             ),
         )?;
-        let result = environ::build(py, head, block, &ctx).and_then(|(env, _)| {
+        let result = env::build(py, head, block, &ctx).and_then(|(env, _)| {
             let out = self
                 .app
                 .bind(py)
@@ -333,7 +332,7 @@ impl FastServer {
         });
         if let Err(e) = &result {
             if !resp.borrow().headers_sent() && !leaving(py, e, worker)? {
-                send_500(raw_fd);
+                conn.get().with_fd(send_500);
             }
         }
         result
@@ -351,15 +350,13 @@ fn leaving(py: Python<'_>, err: &PyErr, worker: &Bound<'_, PyAny>) -> PyResult<b
 }
 
 #[cold]
-fn send_500(fd: RawFd) {
-    if let Some(fd) = io::borrow(fd) {
-        let answer = response::error_response(
-            500,
-            response::reason(500),
-            "the application raised an exception",
-        );
-        let _ = io::send_all(fd, &answer);
-    }
+fn send_500(fd: BorrowedFd<'_>) {
+    let answer = response_head::error_response(
+        500,
+        response_head::reason(500),
+        "the application raised an exception",
+    );
+    let _ = net::send_all(fd, &answer);
 }
 
 fn describe(head: &vars::Head, block: &[u8]) -> String {
@@ -378,16 +375,16 @@ fn describe(head: &vars::Head, block: &[u8]) -> String {
 /// Waits up to `millis` for a connection on the non-blocking `listener` and accepts it; `None`
 /// when the time is up or a signal arrived first.
 fn accept_within(
-    listener: std::os::fd::BorrowedFd<'_>,
+    listener: BorrowedFd<'_>,
     millis: i64,
 ) -> std::io::Result<Option<(OwnedFd, Peer)>> {
     let started = Instant::now();
     loop {
         let left = millis - started.elapsed().as_millis() as i64;
-        if left <= 0 || !io::wait_readable(listener, left) {
+        if left <= 0 || !net::wait_readable(listener, left) {
             return Ok(None);
         }
-        if let Accepted::Conn(fd, peer) = io::accept(listener)? {
+        if let Accepted::Conn(fd, peer) = net::accept(listener)? {
             return Ok(Some((fd, peer)));
         }
     }
@@ -400,9 +397,9 @@ impl FastServer {
     #[allow(clippy::too_many_arguments)]
     fn new(
         app: Py<PyAny>,
-        limits: &bindings::Limits,
-        allow: &bindings::AllowList,
-        forwarded: &bindings::AllowList,
+        limits: Limits,
+        allow: AllowList,
+        forwarded: AllowList,
         base: Py<PyDict>,
         socket_class: Py<PyAny>,
         file_wrapper: Py<PyAny>,
@@ -414,9 +411,9 @@ impl FastServer {
         let secure_headers = SecureHeaders::compile(secure_headers)?;
         Ok(Self {
             app,
-            limits: limits.inner(),
-            allow: allow.inner().clone(),
-            forwarded: forwarded.inner().clone(),
+            limits,
+            allow,
+            forwarded,
             base,
             socket_class,
             file_wrapper,
@@ -446,11 +443,11 @@ impl FastServer {
         worker: &Bound<'_, PyAny>,
         limit: usize,
     ) -> PyResult<u8> {
-        let listener = Listener {
-            fd: listener,
-            family,
-            server,
-        };
+        // SAFETY: `listener` is the descriptor of one of the worker's listening sockets, which
+        // the worker holds, open, until this call returns; `server` lives as long.
+        #[allow(unsafe_code)]
+        let fd = unsafe { net::borrow(listener) };
+        let listener = Listener { fd, family, server };
         self.served = 0;
         let mut beat = Instant::now();
         while self.served < limit {

@@ -5,7 +5,7 @@
 //! request; almost no application touches `gunicorn.socket`. `fileno()` answers directly; any
 //! other attribute builds the `socket.socket` over the same descriptor and forwards to it.
 
-use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use std::sync::Mutex;
 
 use pyo3::prelude::*;
@@ -34,6 +34,12 @@ impl Connection {
             socket_class,
             socket: PyOnceLock::new(),
         }
+    }
+
+    /// Calls `f` with the descriptor, borrowed from this connection, unless it is closed.
+    pub fn with_fd<R>(&self, f: impl FnOnce(BorrowedFd<'_>) -> R) -> Option<R> {
+        let fd = self.fd.lock().ok()?;
+        fd.as_ref().map(|fd| f(fd.as_fd()))
     }
 
     /// The descriptor number, valid until [`close`](Self::close).

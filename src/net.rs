@@ -1,8 +1,9 @@
 //! Socket I/O on file descriptors that Python owns or hands over: accept, receive, send,
 //! sendfile. Pure Rust (rustix), no PyO3.
 //!
-//! One of the crate's two `unsafe` blocks is [`borrow`]: turning a descriptor number that Python
-//! guarantees open into a `BorrowedFd` (the other is `pystr::latin1`).
+//! [`borrow`] turns a descriptor number that Python keeps open into a `BorrowedFd`: an
+//! `unsafe fn`, whose callers (the response writer and the serve loop, `src/wsgi/`) say at each
+//! call what keeps the descriptor open. The only other `unsafe` is `pystr::latin1`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
@@ -10,17 +11,21 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use rustix::io::Errno;
 use rustix::net::{RecvFlags, SendFlags, SocketAddrAny, SocketFlags};
 
-/// Borrows a descriptor owned elsewhere (a Python socket object kept alive by the caller).
+/// Borrows a descriptor owned elsewhere (a Python socket or file object, a listener).
 ///
 /// Returns `None` for a negative number.
+///
+/// # Safety
+///
+/// `fd` must be an open descriptor that stays open, and is not closed through another handle,
+/// for the whole lifetime `'a`: the caller holds the object that owns it for that long and
+/// chooses `'a` no longer than that hold. The returned handle never closes it.
 #[allow(unsafe_code)]
-pub fn borrow<'a>(fd: RawFd) -> Option<BorrowedFd<'a>> {
+pub unsafe fn borrow<'a>(fd: RawFd) -> Option<BorrowedFd<'a>> {
     if fd < 0 {
         return None;
     }
-    // SAFETY: callers pass the descriptor of a Python socket object or of a listener that
-    // they hold a reference to for the whole borrow, so it stays open; it is never closed
-    // through this handle.
+    // SAFETY: the caller's contract above: `fd` is open for `'a`.
     Some(unsafe { BorrowedFd::borrow_raw(fd) })
 }
 
@@ -169,13 +174,12 @@ pub fn shutdown_write(fd: impl AsFd) {
 mod tests {
     use super::*;
     use std::io::{Read, Write};
-    use std::os::fd::AsRawFd;
     use std::os::unix::net::{UnixListener, UnixStream};
 
     #[test]
     fn send_and_receive_over_a_socketpair() {
         let (a, mut b) = UnixStream::pair().unwrap();
-        let fd = borrow(a.as_raw_fd()).unwrap();
+        let fd = a.as_fd();
         send_all(fd, b"hello").unwrap();
         let mut got = [0u8; 5];
         b.read_exact(&mut got).unwrap();
@@ -197,7 +201,7 @@ mod tests {
         let _ = std::fs::remove_file(&dir);
         let listener = UnixListener::bind(&dir).unwrap();
         listener.set_nonblocking(true).unwrap();
-        let lfd = borrow(listener.as_raw_fd()).unwrap();
+        let lfd = listener.as_fd();
         assert!(matches!(accept(lfd).unwrap(), Accepted::Idle));
         let _client = UnixStream::connect(&dir).unwrap();
         match accept(lfd).unwrap() {
@@ -208,7 +212,9 @@ mod tests {
     }
 
     #[test]
+    #[allow(unsafe_code)]
     fn borrow_rejects_negative() {
-        assert!(borrow(-1).is_none());
+        // SAFETY: a negative number is refused before any handle is made.
+        assert!(unsafe { borrow(-1) }.is_none());
     }
 }

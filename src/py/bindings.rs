@@ -1,31 +1,29 @@
 //! The Python classes and functions of `gunicorn_uwsgi._native`: argument extraction and object
 //! building only; the logic lives in the pure modules.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
-use crate::allow;
-use crate::environ;
+use crate::core::allow;
+use crate::core::framing::{slice, HEADER_SIZE};
+use crate::core::kind::{Control, Kind};
+use crate::core::vars::{self, Progress};
 use crate::exceptions::{invalid_entry, protocol_error};
-use crate::framing::{slice, HEADER_SIZE};
-use crate::response;
-use crate::vars::{self, Control, Kind, Progress};
+use crate::wsgi::env;
 
 /// gunicorn's request limits (`limit_request_line`, `limit_request_fields`,
 /// `limit_request_field_size`); 0 means unlimited.
-#[pyclass(frozen, module = "gunicorn_uwsgi._native")]
-pub struct Limits(vars::Limits);
+#[pyclass(frozen, module = "gunicorn_uwsgi._native", name = "Limits")]
+pub struct PyLimits(vars::Limits);
 
-impl Limits {
+impl PyLimits {
     pub fn inner(&self) -> vars::Limits {
         self.0
     }
 }
 
 #[pymethods]
-impl Limits {
+impl PyLimits {
     #[new]
     #[pyo3(signature = (request_line=4094, fields=100, field_size=8190))]
     fn new(request_line: usize, fields: usize, field_size: usize) -> Self {
@@ -53,13 +51,13 @@ impl Limits {
 }
 
 /// A validated uwsgi request head: the header and the vars block.
-#[pyclass(frozen, module = "gunicorn_uwsgi._native")]
-pub struct Head {
+#[pyclass(frozen, module = "gunicorn_uwsgi._native", name = "Head")]
+pub struct PyHead {
     pub(crate) head: vars::Head,
     pub(crate) block: Vec<u8>,
 }
 
-impl Head {
+impl PyHead {
     /// A validated head over its vars block.
     pub(crate) fn new(head: vars::Head, block: Vec<u8>) -> Self {
         Self { head, block }
@@ -72,7 +70,7 @@ impl Head {
 }
 
 #[pymethods]
-impl Head {
+impl PyHead {
     #[getter]
     fn modifier1(&self) -> u8 {
         self.head.header.modifier1
@@ -96,7 +94,7 @@ impl Head {
 
     #[getter]
     fn method<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyString>> {
-        environ::latin1(py, self.head.method(&self.block))
+        env::latin1(py, self.head.method(&self.block))
     }
 
     /// Whether nginx sent no `REQUEST_METHOD` (V6): the request is served as `GET`.
@@ -127,7 +125,7 @@ impl Head {
             .find(|v| !v.shadowed && slice(&self.block, v.raw.key) == key);
         match found {
             Some(v) => Ok(Some(
-                environ::var_value(py, &self.block, &self.head.vars, v)?.into_any(),
+                env::var_value(py, &self.block, &self.head.vars, v)?.into_any(),
             )),
             None => Ok(default),
         }
@@ -138,8 +136,8 @@ impl Head {
         let out = PyDict::new(py);
         for var in self.head.vars.iter().filter(|v| !v.shadowed) {
             out.set_item(
-                environ::key_string(py, slice(&self.block, var.raw.key))?,
-                environ::var_value(py, &self.block, &self.head.vars, var)?,
+                env::key_string(py, slice(&self.block, var.raw.key))?,
+                env::var_value(py, &self.block, &self.head.vars, var)?,
             )?;
         }
         Ok(out)
@@ -167,27 +165,28 @@ impl Head {
                 }
                 _ => continue,
             };
-            let value = environ::latin1(py, slice(&self.block, var.raw.value))?;
-            out.append((environ::latin1(py, &name)?, value))?;
+            let value = env::latin1(py, slice(&self.block, var.raw.value))?;
+            out.append((env::latin1(py, &name)?, value))?;
         }
         Ok(out)
     }
-}
-
-/// Whether this process has logged that nginx sent no `REQUEST_METHOD` (V6).
-static MISSING_METHOD_LOGGED: AtomicBool = AtomicBool::new(false);
-
-/// Whether the warning that nginx sent no `REQUEST_METHOD` is still to be logged in this
-/// process (V6): the path that logs it takes such requests until then.
-pub(crate) fn missing_method_unlogged() -> bool {
-    !MISSING_METHOD_LOGGED.load(Ordering::Relaxed)
 }
 
 /// True once per process, the first time it is called: the caller logs that nginx sent no
 /// `REQUEST_METHOD` (V6).
 #[pyfunction]
 pub fn claim_missing_method_warning() -> bool {
-    !MISSING_METHOD_LOGGED.swap(true, Ordering::Relaxed)
+    env::claim_missing_method_warning()
+}
+
+/// A `Limits` argument, as the core value: how the interfaces' classes (`FastServer`) take one
+/// without naming the Python class.
+impl<'a, 'py> FromPyObject<'a, 'py> for vars::Limits {
+    type Error = PyErr;
+
+    fn extract(ob: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        Ok(ob.cast::<PyLimits>()?.get().inner())
+    }
 }
 
 /// Parses the bytes received so far on a connection (sans-I/O).
@@ -195,30 +194,30 @@ pub fn claim_missing_method_warning() -> bool {
 /// Returns the number of bytes the head needs in total when more must be read, else the `Head`.
 /// Raises the `gunicorn_uwsgi.errors` exception for a refused packet.
 #[pyfunction]
-pub fn parse<'py>(py: Python<'py>, data: &[u8], limits: &Limits) -> PyResult<Bound<'py, PyAny>> {
+pub fn parse<'py>(py: Python<'py>, data: &[u8], limits: &PyLimits) -> PyResult<Bound<'py, PyAny>> {
     match vars::parse_head(data, &limits.0) {
         Ok(Progress::NeedMore(n)) => Ok(n.into_pyobject(py)?.into_any()),
         Ok(Progress::Done(head)) => {
             let end = head.header.head_size();
             let block = data.get(HEADER_SIZE..end).unwrap_or_default().to_vec();
-            Ok(Bound::new(py, Head { head, block })?.into_any())
+            Ok(Bound::new(py, PyHead { head, block })?.into_any())
         }
         Err(e) => Err(protocol_error(py, &e)),
     }
 }
 
 /// A compiled allow list (A1–A3).
-#[pyclass(frozen, module = "gunicorn_uwsgi._native")]
-pub struct AllowList(allow::AllowList);
+#[pyclass(frozen, module = "gunicorn_uwsgi._native", name = "AllowList")]
+pub struct PyAllowList(allow::AllowList);
 
-impl AllowList {
+impl PyAllowList {
     pub fn inner(&self) -> &allow::AllowList {
         &self.0
     }
 }
 
 #[pymethods]
-impl AllowList {
+impl PyAllowList {
     #[new]
     fn new(entries: Vec<String>) -> PyResult<Self> {
         allow::AllowList::new(&entries)
@@ -253,7 +252,7 @@ pub fn response_head<'py>(
     headers: &Bound<'py, PyAny>,
     is_head: bool,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let head = crate::respond::build_head(py, status, headers, is_head)?;
+    let head = crate::wsgi::writer::build_head(py, status, headers, is_head)?;
     (
         PyBytes::new(py, &head.bytes),
         head.status,
@@ -268,6 +267,20 @@ pub fn response_head<'py>(
 pub fn error_response<'py>(py: Python<'py>, status: u16, message: &str) -> Bound<'py, PyBytes> {
     PyBytes::new(
         py,
-        &response::error_response(status, response::reason(status), message),
+        &crate::core::response_head::error_response(
+            status,
+            crate::core::response_head::reason(status),
+            message,
+        ),
     )
+}
+
+/// An `AllowList` argument, as the core value (a copy, taken once per worker): how the
+/// interfaces' classes (`FastServer`) take one without naming the Python class.
+impl<'a, 'py> FromPyObject<'a, 'py> for allow::AllowList {
+    type Error = PyErr;
+
+    fn extract(ob: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        Ok(ob.cast::<PyAllowList>()?.get().inner().clone())
+    }
 }

@@ -3,7 +3,7 @@
 //! Sans-I/O: functions look at a byte buffer and either say how many bytes the packet head needs
 //! in total, or hand back the decoded pieces. Nothing here reads a socket.
 
-use crate::errors::ProtocolError;
+use crate::core::errors::ProtocolError;
 
 /// Size of the fixed packet header.
 pub const HEADER_SIZE: usize = 4;

@@ -7,13 +7,14 @@ use std::sync::Arc;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
-use crate::bindings::{AllowList, Head, Limits};
-use crate::environ::{self, latin1, Context, SecureHeaders};
+use crate::core::framing::HEADER_SIZE;
+use crate::core::kind::Control;
+use crate::core::vars::{self, Progress};
 use crate::exceptions::{forbidden, protocol_error};
-use crate::framing::HEADER_SIZE;
-use crate::input::BytesInput;
-use crate::respond::Response;
-use crate::vars::{self, Control, Progress};
+use crate::py::bindings::{PyAllowList, PyHead, PyLimits};
+use crate::wsgi::env::{self, latin1, Context, SecureHeaders};
+use crate::wsgi::reader::BytesInput;
+use crate::wsgi::writer::{IsHead, Response};
 
 /// One uwsgi request: `method`, `path`, `query`, `uri`, `version`, `headers`, `body`,
 /// `remote_addr` as gunicorn's `Request` has them, plus `uwsgi_vars` and `head`.
@@ -22,7 +23,7 @@ use crate::vars::{self, Control, Progress};
 /// further attribute a hook sets on them.
 #[pyclass(module = "gunicorn_uwsgi._native", name = "UWSGIRequest", dict)]
 pub struct Request {
-    head: Py<Head>,
+    head: Py<PyHead>,
     /// `wsgi.input`: a `BytesInput` when the body arrived whole, else a `Body`.
     #[pyo3(get, set)]
     body: Py<PyAny>,
@@ -68,10 +69,10 @@ impl Request {
     ) -> PyResult<()> {
         let trusted = || settings.forwarded.get().allows(client);
         let head = self.head.get();
-        let scheme = environ::url_scheme(
+        let scheme = env::url_scheme(
             &head.head,
             &head.block,
-            environ::request_scheme(&head.head, &head.block),
+            env::request_scheme(&head.head, &head.block),
             settings.secure_headers.as_ref(),
             &trusted,
             settings.is_ssl,
@@ -117,7 +118,7 @@ pub struct EnvironSettings {
     base: Py<PyDict>,
     script_name: String,
     secure_headers: Option<SecureHeaders>,
-    forwarded: Py<AllowList>,
+    forwarded: Py<PyAllowList>,
     is_ssl: bool,
 }
 
@@ -129,11 +130,11 @@ impl EnvironSettings {
         base: &Bound<'_, PyDict>,
         script_name: String,
         secure_headers: Option<&Bound<'_, PyDict>>,
-        forwarded: Py<AllowList>,
+        forwarded: Py<PyAllowList>,
         is_ssl: bool,
     ) -> PyResult<Self> {
         let secure_headers = SecureHeaders::compile(secure_headers)?;
-        let base = environ::prepare_base(base.py(), base)?.unbind();
+        let base = env::prepare_base(base.py(), base)?.unbind();
         Ok(Self {
             base,
             script_name,
@@ -179,7 +180,7 @@ impl Request {
             server,
         };
         let head = self.head.get();
-        let (env, scheme) = environ::build(py, &head.head, &head.block, &ctx)?;
+        let (env, scheme) = env::build(py, &head.head, &head.block, &ctx)?;
         self.scheme = scheme_object(py, scheme);
         Ok(env)
     }
@@ -200,7 +201,7 @@ impl Request {
     #[pyo3(signature = (head, body, peer_addr, req_number=1, scheme=None))]
     fn new(
         py: Python<'_>,
-        head: Py<Head>,
+        head: Py<PyHead>,
         body: Py<PyAny>,
         peer_addr: Py<PyAny>,
         req_number: usize,
@@ -220,7 +221,7 @@ impl Request {
 
     /// The parsed head (`_native.Head`).
     #[getter]
-    fn head(&self, py: Python<'_>) -> Py<Head> {
+    fn head(&self, py: Python<'_>) -> Py<PyHead> {
         self.head.clone_ref(py)
     }
 
@@ -362,7 +363,7 @@ impl Request {
 pub fn request<'py>(
     py: Python<'py>,
     data: &Bound<'py, PyBytes>,
-    limits: &Limits,
+    limits: &PyLimits,
     peer: Py<PyAny>,
     req_number: usize,
 ) -> PyResult<Bound<'py, PyAny>> {
@@ -377,14 +378,14 @@ pub fn request<'py>(
     let block = bytes.get(HEADER_SIZE..size).unwrap_or_default().to_vec();
     let rest = bytes.get(size..).unwrap_or_default();
     let body = if length == 0 {
-        crate::input::empty(py, !rest.is_empty())?.into_any()
+        crate::wsgi::reader::empty(py, !rest.is_empty())?.into_any()
     } else if rest.len() >= length {
         let body = PyBytes::new(py, rest.get(..length).unwrap_or_default());
         Bound::new(py, BytesInput::with_overflow(body, rest.len() > length))?.into_any()
     } else {
         py.None().into_bound(py)
     };
-    let head = Py::new(py, Head::new(head, block))?;
+    let head = Py::new(py, PyHead::new(head, block))?;
     let req = Request {
         head,
         body: body.unbind(),
@@ -412,8 +413,8 @@ static HELPERS: PyOnceLock<Helpers> = PyOnceLock::new();
 struct Compiled {
     cfg: Py<PyAny>,
     settings: Py<PyAny>,
-    limits: Py<Limits>,
-    allow: Py<AllowList>,
+    limits: Py<PyLimits>,
+    allow: Py<PyAllowList>,
     environ: Py<EnvironSettings>,
     sendfile: bool,
 }
@@ -424,11 +425,11 @@ impl Compiled {
             cfg: cfg.clone().unbind(),
             limits: settings
                 .getattr(pyo3::intern!(py, "limits"))?
-                .cast_into::<Limits>()?
+                .cast_into::<PyLimits>()?
                 .unbind(),
             allow: settings
                 .getattr(pyo3::intern!(py, "allow"))?
-                .cast_into::<AllowList>()?
+                .cast_into::<PyAllowList>()?
                 .unbind(),
             environ: settings
                 .getattr(pyo3::intern!(py, "environ"))?
@@ -550,7 +551,7 @@ impl Parser {
         &self,
         py: Python<'py>,
         settings: &Bound<'py, PyAny>,
-        limits: &Limits,
+        limits: &PyLimits,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
         let source = self.source.bind(py);
         // A list or tuple is read by index; the iterator is made only for the slow path.
@@ -679,6 +680,21 @@ impl Parser {
             self.req_count = 1;
         }
         Ok(req)
+    }
+}
+
+/// The `req` argument of `Response(req, sock, …)`: this module's request object says whether
+/// it is `HEAD` directly, any other object (gunicorn's own request) through `method`.
+impl<'a, 'py> FromPyObject<'a, 'py> for IsHead {
+    type Error = PyErr;
+
+    fn extract(req: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        Ok(IsHead(match req.cast::<Request>() {
+            Ok(r) => r.borrow().is_head(),
+            Err(_) => req
+                .getattr(pyo3::intern!(req.py(), "method"))
+                .is_ok_and(|m| m.eq("HEAD").unwrap_or(false)),
+        }))
     }
 }
 

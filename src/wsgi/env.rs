@@ -4,15 +4,18 @@
 //! ASCII fast path. The constant part of the environ is a dict prepared once per worker and
 //! copied per request.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyString, PyTuple};
 
+use crate::core::framing::slice;
+use crate::core::kind::{Control, Kind};
+use crate::core::vars::{strip_script_name, Head, Var, NONE};
 use crate::exceptions::configuration_problem;
-use crate::framing::slice;
-use crate::vars::{strip_script_name, Control, Head, Kind, Var, NONE};
 
-use crate::keys::{
+use crate::core::keys::{
     control_key, key_index, GUNICORN_SOCKET, HTTP_HOST, KEY_NAMES, RAW_URI, REQUEST_SCHEME,
     URL_SCHEME, WSGI_INPUT,
 };
@@ -485,6 +488,21 @@ pub fn build<'py>(
     env.set_item(known_key(py, WSGI_INPUT), ctx.input)?;
     env.set_item(known_key(py, GUNICORN_SOCKET), ctx.socket)?;
     Ok((env, scheme))
+}
+
+/// Whether this process has logged that nginx sent no `REQUEST_METHOD` (V6).
+static MISSING_METHOD_LOGGED: AtomicBool = AtomicBool::new(false);
+
+/// Whether the warning that nginx sent no `REQUEST_METHOD` is still to be logged in this
+/// process (V6): the path that logs it takes such requests until then.
+pub fn missing_method_unlogged() -> bool {
+    !MISSING_METHOD_LOGGED.load(Ordering::Relaxed)
+}
+
+/// True once per process, the first time it is called: the caller logs that nginx sent no
+/// `REQUEST_METHOD` (V6). The environ of such a request says `GET`.
+pub fn claim_missing_method_warning() -> bool {
+    !MISSING_METHOD_LOGGED.swap(true, Ordering::Relaxed)
 }
 
 #[cfg(test)]

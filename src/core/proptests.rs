@@ -4,8 +4,8 @@
 //! A small xorshift generator keeps them deterministic and free of extra dependencies; the
 //! coverage-guided fuzzing of the same entry point is longer and runs apart.
 
-use crate::framing::tests::packet;
-use crate::vars::{parse_head, Limits, Progress};
+use crate::core::framing::tests::packet;
+use crate::core::vars::{parse_head, Limits, Progress};
 
 struct Rng(u64);
 
@@ -157,7 +157,7 @@ fn r1_no_random_status_or_header_ever_breaks_the_head() {
         let headers: Vec<(String, String)> = (0..rng.below(4))
             .map(|_| (random_text(&mut rng), random_text(&mut rng)))
             .collect();
-        let Ok(head) = crate::response::build_head(
+        let Ok(head) = crate::core::response_head::build_head(
             &status,
             headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),
             false,

@@ -5,16 +5,16 @@
 //! else through the Python socket's `sendall` (TLS, or a socket with a Python-level timeout).
 //! Blocking sends release the GIL.
 
-use std::os::fd::RawFd;
+use std::os::fd::{BorrowedFd, RawFd};
 
 use pyo3::exceptions::{PyAssertionError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyByteArray, PyBytes, PyMemoryView, PyString, PyTuple};
 
+use crate::core::response_head::{self, ResponseHead};
 use crate::exceptions::{os_error, response_error};
-use crate::io;
-use crate::response::{self, ResponseHead};
+use crate::net;
 
 /// Bodies up to this size leave in the same write as the head (R5).
 pub const SMALL_BODY: usize = 65536;
@@ -54,12 +54,29 @@ pub fn build_head(
         let (name, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract()?;
         pairs.push((as_str(&name)?, as_str(&value)?));
     }
-    response::build_head(
+    response_head::build_head(
         &status,
         pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())),
         is_head,
     )
     .map_err(|e| response_error(py, &e))
+}
+
+/// Whether the request a [`Response`] answers is a `HEAD` request, taken from the `req` argument.
+///
+/// The py surface implements the extraction (`py/request.rs`): its request object answers
+/// directly, any other object through its `method` attribute. The writer thus takes any
+/// request without depending on the py surface.
+pub struct IsHead(pub bool);
+
+/// The descriptor `fileno` of the file object `file` (a `wsgi.file_wrapper`'s `filelike`), borrowed
+/// while `file` is.
+#[allow(unsafe_code)]
+fn file_handle<'a>(_file: &'a Bound<'_, PyAny>, fileno: RawFd) -> Option<BorrowedFd<'a>> {
+    // SAFETY: `fileno` is what `file.fileno()` just answered, and the caller holds `file`
+    // (so does the response iterable) for the whole borrow, during which the file wrapper's
+    // contract keeps the file open.
+    unsafe { net::borrow(fileno) }
 }
 
 /// Writes one response on one connection.
@@ -161,12 +178,23 @@ impl Response {
         Ok(self.fd)
     }
 
+    /// [`direct`](Self::direct) as a handle, borrowed while `self` is.
+    #[allow(unsafe_code)]
+    fn direct_handle(&self, py: Python<'_>) -> PyResult<Option<BorrowedFd<'_>>> {
+        let fd = self.direct(py)?;
+        // SAFETY: `fd` is the descriptor of `self.sock`, which `self` keeps alive while the
+        // handle is borrowed: a Python socket (whose `fileno()` `direct` has just checked
+        // when the application can close it) or the fast path's `Connection`, which owns
+        // the descriptor until the serve loop closes it after the response.
+        Ok(unsafe { net::borrow(fd) })
+    }
+
     fn send(&self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
-        match io::borrow(self.direct(py)?) {
+        match self.direct_handle(py)? {
             Some(fd) => {
-                let done = io::send_ready(fd, data).map_err(|e| os_error(&e))?;
+                let done = net::send_ready(fd, data).map_err(|e| os_error(&e))?;
                 if let Some(rest) = data.get(done..).filter(|r| !r.is_empty()) {
-                    py.detach(|| io::send_all(fd, rest))
+                    py.detach(|| net::send_all(fd, rest))
                         .map_err(|e| os_error(&e))?;
                 }
                 Ok(())
@@ -185,7 +213,7 @@ impl Response {
     /// silent; a body on a 1xx, 204 or 304 is the application's mistake and is reported once.
     fn warn_no_body(&mut self, py: Python<'_>) {
         let status = self.status_code.unwrap_or(0);
-        if self.is_head && !response::omits_body(status, false) {
+        if self.is_head && !response_head::omits_body(status, false) {
             return;
         }
         if !self.warned_no_body {
@@ -267,7 +295,7 @@ impl Response {
         else {
             return Ok(false);
         };
-        let Some(file) = io::borrow(fileno) else {
+        let Some(file) = file_handle(&filelike, fileno) else {
             return Ok(false);
         };
         let Ok(offset) = rustix::fs::seek(file, rustix::fs::SeekFrom::Current(0)) else {
@@ -290,9 +318,9 @@ impl Response {
         if size == 0 {
             return Ok(true);
         }
-        let sent = match io::borrow(self.direct(py)?) {
+        let sent = match self.direct_handle(py)? {
             Some(out) => py
-                .detach(|| io::send_file(out, file, offset, size))
+                .detach(|| net::send_file(out, file, offset, size))
                 .map_err(|e| os_error(&e))?,
             // A wrapped socket: its own sendfile (which falls back to send for TLS).
             None => self
@@ -318,12 +346,7 @@ impl Response {
         sendfile: bool,
     ) -> PyResult<Self> {
         let _ = cfg;
-        let is_head = match req.cast::<crate::request::Request>() {
-            Ok(r) => r.borrow().is_head(),
-            Err(_) => req
-                .getattr(pyo3::intern!(py, "method"))
-                .is_ok_and(|m| m.eq("HEAD").unwrap_or(false)),
-        };
+        let IsHead(is_head) = req.extract()?;
         Self::over_socket(py, req.unbind(), &sock, is_head, sendfile)
     }
 

@@ -4,7 +4,7 @@
 //! minus hop-by-hop ones, a blank line. No `Server`, `Date` or `Connection` is added (nginx adds
 //! its own), and the framing is never chunked: the body ends at `Content-Length` or at close.
 
-use crate::errors::ResponseError;
+use crate::core::errors::ResponseError;
 
 /// A serialised, validated response head.
 #[derive(Debug, Clone, PartialEq, Eq)]

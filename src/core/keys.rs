@@ -2,7 +2,7 @@
 //! and the keys the server adds to the environ. A name's index is found once, when the vars
 //! are validated, and carried to the environ, where each known name is an interned string.
 
-use crate::vars::{Control, Kind};
+use crate::core::kind::{Control, Kind};
 
 macro_rules! interned_keys {
     ($($idx:literal => $name:literal),* $(,)?) => {

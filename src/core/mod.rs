@@ -1,0 +1,17 @@
+//! The protocol, in pure Rust: no PyO3, no sockets. Bytes in, decisions out (sans-I/O), each
+//! module with its own unit tests.
+//!
+//! Dependencies inside: `errors` and `kind` use nothing; `framing` uses `errors`; `keys` uses
+//! `kind`; `vars` uses `errors`, `framing`, `keys` and `kind`; `allow` and `response_head`
+//! stand alone (`response_head` uses `errors`).
+
+pub mod allow;
+pub mod errors;
+pub mod framing;
+pub mod keys;
+pub mod kind;
+pub mod response_head;
+pub mod vars;
+
+#[cfg(test)]
+mod proptests;
