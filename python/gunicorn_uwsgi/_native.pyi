@@ -262,6 +262,7 @@ class FastServer:
     """The sync worker's request cycle in Rust."""
 
     served: int
+    accept_wait_ms: int
     waited: float
     def __new__(
         cls,

@@ -102,6 +102,11 @@ pub struct FastServer {
     /// `METHOD PATH` there.
     debug: Option<Py<PyAny>>,
     buf: Vec<u8>,
+    /// Milliseconds a batch waits for the next connection on its listener before it hands
+    /// the loop back (`ACCEPT_WAIT_MS`). A worker with several listeners sets 0: its own wait
+    /// covers them all, so a connection on one is not kept waiting behind a wait on another.
+    #[pyo3(get, set)]
+    accept_wait_ms: i64,
     /// Requests served by the last batch.
     #[pyo3(get)]
     served: usize,
@@ -204,7 +209,8 @@ impl FastServer {
             // rather than going round gunicorn's loop for each. A connection another worker
             // process or thread took first is waited past in the same wait; the wait ends
             // after ACCEPT_WAIT_MS, or at once for a signal, so the loop still comes back.
-            Accepted::Idle => match py.detach(|| accept_within(lfd, ACCEPT_WAIT_MS)) {
+            Accepted::Idle if self.accept_wait_ms <= 0 => return Ok(Step::End(outcome::IDLE)),
+            Accepted::Idle => match py.detach(|| accept_within(lfd, self.accept_wait_ms)) {
                 Ok(Some((fd, peer))) => (fd, peer),
                 Ok(None) => return Ok(Step::End(outcome::IDLE)),
                 Err(e) => return Err(crate::exceptions::os_error(&e)),
@@ -422,6 +428,7 @@ impl FastServer {
             sendfile,
             debug,
             buf: Vec::with_capacity(RECV_SIZE),
+            accept_wait_ms: ACCEPT_WAIT_MS,
             served: 0,
             waited: 0.0,
             handoff: None,

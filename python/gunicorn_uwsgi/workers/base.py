@@ -181,7 +181,7 @@ class UWSGIWorkerMixin:
         # gunicorn's default pre_request hook logs "METHOD PATH" at debug level.
         debug = self.log.debug if self.log.error_log.isEnabledFor(logging.DEBUG) else None
         base = settings.base_environ
-        return _native.FastServer(
+        fast = _native.FastServer(
             self.wsgi,
             settings.limits,
             settings.allow,
@@ -194,6 +194,11 @@ class UWSGIWorkerMixin:
             settings.sendfile,
             debug,
         )
+        if len(self.sockets) > 1:
+            # The worker's own wait covers every listener (F8: no connection waits behind a
+            # wait on another listener).
+            fast.accept_wait_ms = 0
+        return fast
 
     def serve_batch(self, fast: Any, listener: Any, limit: int) -> bool:
         """Serves up to ``limit`` connections of ``listener`` in the Rust cycle, then what it

@@ -111,45 +111,52 @@ class ThreadWorker(UWSGIWorkerMixin, base.Worker):
     # -- the threads -----------------------------------------------------------------------
 
     def serve_thread(self) -> None:
-        """One thread: accept and serve until the worker stops."""
+        """One thread: accept and serve until the worker stops. With one listener the Rust
+        cycle waits for connections itself; with several, the thread waits for any of them."""
         fast = self.fast_server()
         listeners = list(self.sockets)
         try:
             while self.alive:
-                for listener in listeners:
-                    if not self.alive:
-                        break
-                    try:
+                try:
+                    if fast is not None and len(listeners) == 1:
+                        self.serve_fast(fast, listeners[0])
+                        continue
+                    for listener in self.ready(listeners):
                         if fast is not None:
-                            left = max(1, self.max_requests - self.nr)
-                            self.serve_batch(fast, listener, BATCH if left > BATCH else left)
+                            self.serve_fast(fast, listener)
                         else:
-                            self.accept_one(listeners)
-                            break
-                    except BaseException:
-                        if not self.alive:
-                            raise
-                        self.log.exception("Error handling connection")
+                            self.accept_one(listener)
+                except BaseException:
+                    if not self.alive:
+                        raise
+                    self.log.exception("Error handling connection")
         finally:
             self.wake()
 
-    def accept_one(self, listeners: list[Any]) -> None:
-        """The Python path: waits (without the GIL) for a listener to be ready, takes one
-        connection off it and serves it."""
+    def serve_fast(self, fast: Any, listener: Any) -> None:
+        left = max(1, self.max_requests - self.nr)
+        self.serve_batch(fast, listener, BATCH if left > BATCH else left)
+
+    @staticmethod
+    def ready(listeners: list[Any]) -> list[Any]:
+        """The listeners with a connection pending, waiting (without the GIL) for
+        ``ACCEPT_WAIT`` at most."""
         try:
             ready, _, _ = select.select(listeners, [], [], ACCEPT_WAIT)
         except InterruptedError:
-            return
-        for listener in ready:
-            try:
-                # Blocking, close-on-exec, with the listener's timeouts: ready to read.
-                client, addr = listener.accept()
-            except OSError as e:
-                if e.errno in _ACCEPT_AGAIN:
-                    continue  # another thread or worker took it
-                raise
-            self.handle_connection(listener, client, addr)
-            return
+            return []
+        return ready
+
+    def accept_one(self, listener: Any) -> None:
+        """The Python path: takes one connection off ``listener`` and serves it."""
+        try:
+            # Blocking, close-on-exec, with the listener's timeouts: ready to read.
+            client, addr = listener.accept()
+        except OSError as e:
+            if e.errno in _ACCEPT_AGAIN:
+                return  # another thread or worker took it
+            raise
+        self.handle_connection(listener, client, addr)
 
     def count_request(self, n: int = 1) -> None:
         """``max_requests`` (G2), counted by the threads: ``nr`` must not lose increments.
