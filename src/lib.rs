@@ -28,13 +28,15 @@ mod _native {
         PyLimits,
     };
     #[pymodule_export]
-    use crate::py::request::{create, request, EnvironSettings, Parser, Request};
+    use crate::py::request::{create, request, Parser, Request};
     #[pymodule_export]
     use crate::wsgi::connection::Connection;
     #[pymodule_export]
     use crate::wsgi::reader::BytesInput;
     #[pymodule_export]
     use crate::wsgi::serve::FastServer;
+    #[pymodule_export]
+    use crate::wsgi::settings::Settings;
     #[pymodule_export]
     use crate::wsgi::writer::{write_result, Response};
 

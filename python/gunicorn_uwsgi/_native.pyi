@@ -17,11 +17,11 @@ __all__ = [
     "AllowList",
     "BytesInput",
     "Connection",
-    "EnvironSettings",
     "FastServer",
     "Head",
     "Limits",
     "Response",
+    "Settings",
     "UWSGIParser",
     "UWSGIRequest",
     "__version__",
@@ -84,17 +84,26 @@ class Head:
     def headers(self) -> list[tuple[str, str]]: ...
 
 @final
-class EnvironSettings:
-    """What the environ takes from gunicorn's settings, compiled once per worker."""
+class Settings:
+    """The protocol settings of one worker, compiled once and taken by every native path."""
 
     def __new__(
         cls,
+        limits: Limits,
+        allow: AllowList,
+        forwarded: AllowList,
         base: dict[str, Any],
         script_name: str,
         secure_headers: dict[str, str] | None,
-        forwarded: AllowList,
         is_ssl: bool,
-    ) -> EnvironSettings: ...
+        sendfile: bool,
+    ) -> Settings: ...
+    @property
+    def is_ssl(self) -> bool: ...
+    @property
+    def sendfile(self) -> bool: ...
+    @property
+    def script_name(self) -> str: ...
 
 @final
 class UWSGIRequest:
@@ -114,9 +123,9 @@ class UWSGIRequest:
         scheme: str | None = None,
     ) -> UWSGIRequest: ...
     def environ(
-        self, settings: EnvironSettings, sock: Any, client: Any, server: Any
+        self, settings: Settings, sock: Any, client: Any, server: Any
     ) -> dict[str, Any]: ...
-    def resolve_scheme(self, settings: EnvironSettings, client: Any) -> None: ...
+    def resolve_scheme(self, settings: Settings, client: Any) -> None: ...
     @property
     def head(self) -> Head: ...
     @property
@@ -267,15 +276,9 @@ class FastServer:
     def __new__(
         cls,
         app: Any,
-        limits: Limits,
-        allow: AllowList,
-        forwarded: AllowList,
-        base: dict[str, Any],
+        settings: Settings,
         socket_class: Any,
         file_wrapper: Any,
-        script_name: str,
-        secure_headers: dict[str, str] | None,
-        sendfile: bool,
         debug: Any = None,
     ) -> FastServer: ...
     def serve(self, listener: int, family: int, server: Any, worker: Any, limit: int) -> int: ...

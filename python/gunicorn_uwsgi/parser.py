@@ -50,7 +50,7 @@ def read_request(
         data = _read_rest(source, data, req, settings.limits, budget)
         # The head is whole now: this parse returns the request.
         req = cast(UWSGIRequest, _request(data, settings.limits, peer, req_number))
-    req.resolve_scheme(settings.environ, peer)
+    req.resolve_scheme(settings.native, peer)
     if req.body is None:  # the body is still on the wire: read as the application asks (B2)
         head = req.head
         rest = data[head.head_size :]

@@ -91,9 +91,17 @@ class ProtocolSettings:
         self.base_environ = base
         #: gunicorn's ``SCRIPT_NAME`` environment variable (E3), read when the worker starts.
         self.script_name: str = os.environ.get("SCRIPT_NAME", "")
-        #: The same, compiled for the Rust environ builder.
-        self.environ = _native.EnvironSettings(
-            base, self.script_name, self.secure_headers or None, self.forwarded, self.is_ssl
+        #: All of it compiled once for every native path: the Rust cycle, the request
+        #: object's environ and scheme, the parser and ``create``.
+        self.native = _native.Settings(
+            self.limits,
+            self.allow,
+            self.forwarded,
+            base,
+            self.script_name,
+            self.secure_headers or None,
+            self.is_ssl,
+            self.sendfile,
         )
 
 

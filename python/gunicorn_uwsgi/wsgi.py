@@ -27,7 +27,7 @@ def make_environ(
     settings: ProtocolSettings,
 ) -> dict[str, Any]:
     """The environ for ``req`` (E1-E8); sets ``req.scheme``."""
-    environ: dict[str, Any] = req.environ(settings.environ, sock, client, server)
+    environ: dict[str, Any] = req.environ(settings.native, sock, client, server)
     return environ
 
 

@@ -10,6 +10,7 @@ use crate::core::kind::{Control, Kind};
 use crate::core::vars::{self, Progress};
 use crate::exceptions::{invalid_entry, protocol_error};
 use crate::wsgi::env;
+use crate::wsgi::settings::peer_allowed;
 
 /// gunicorn's request limits (`limit_request_line`, `limit_request_fields`,
 /// `limit_request_field_size`); 0 means unlimited.
@@ -233,12 +234,7 @@ impl PyAllowList {
     /// Whether a peer may send requests: an `(host, port, ...)` tuple for TCP; anything else
     /// (a unix socket's `''` or path) is always allowed (A3).
     pub(crate) fn allows(&self, peer: &Bound<'_, PyAny>) -> PyResult<bool> {
-        let Ok(tuple) = peer.cast::<PyTuple>() else {
-            return Ok(true);
-        };
-        let host = tuple.get_item(0)?;
-        let host = host.cast::<PyString>()?.to_cow()?;
-        Ok(self.0.allows_str(&host))
+        peer_allowed(&self.0, peer)
     }
 }
 

@@ -12,8 +12,9 @@ use crate::core::kind::Control;
 use crate::core::vars::{self, Progress};
 use crate::exceptions::{forbidden, protocol_error};
 use crate::py::bindings::{PyAllowList, PyHead, PyLimits};
-use crate::wsgi::env::{self, latin1, Context, SecureHeaders};
+use crate::wsgi::env::{self, latin1, Context};
 use crate::wsgi::reader::BytesInput;
+use crate::wsgi::settings::Settings;
 use crate::wsgi::writer::{IsHead, Response};
 
 /// One uwsgi request: `method`, `path`, `query`, `uri`, `version`, `headers`, `body`,
@@ -64,10 +65,10 @@ impl Request {
     fn resolve_scheme(
         &mut self,
         py: Python<'_>,
-        settings: &EnvironSettings,
+        settings: &Settings,
         client: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        let trusted = || settings.forwarded.get().allows(client);
+        let trusted = || settings.trusts(client);
         let head = self.head.get();
         let scheme = env::url_scheme(
             &head.head,
@@ -110,41 +111,6 @@ fn version(protocol: Option<&[u8]>) -> (u32, u32) {
     parsed.unwrap_or((1, 1))
 }
 
-/// What the environ takes from gunicorn's settings, compiled once per worker: the constant
-/// environ, gunicorn's `SCRIPT_NAME`, the secure-scheme headers and who may set them, and
-/// whether gunicorn itself serves TLS.
-#[pyclass(frozen, module = "gunicorn_uwsgi._native")]
-pub struct EnvironSettings {
-    base: Py<PyDict>,
-    script_name: String,
-    secure_headers: Option<SecureHeaders>,
-    forwarded: Py<PyAllowList>,
-    is_ssl: bool,
-}
-
-#[pymethods]
-impl EnvironSettings {
-    #[new]
-    #[pyo3(signature = (base, script_name, secure_headers, forwarded, is_ssl))]
-    fn new(
-        base: &Bound<'_, PyDict>,
-        script_name: String,
-        secure_headers: Option<&Bound<'_, PyDict>>,
-        forwarded: Py<PyAllowList>,
-        is_ssl: bool,
-    ) -> PyResult<Self> {
-        let secure_headers = SecureHeaders::compile(secure_headers)?;
-        let base = env::prepare_base(base.py(), base)?.unbind();
-        Ok(Self {
-            base,
-            script_name,
-            secure_headers,
-            forwarded,
-            is_ssl,
-        })
-    }
-}
-
 #[pymethods]
 impl Request {
     /// The WSGI environ (E1–E8) for this request on connection `sock` from `client` (the
@@ -152,7 +118,7 @@ impl Request {
     fn environ<'py>(
         &mut self,
         py: Python<'py>,
-        settings: &EnvironSettings,
+        settings: &Settings,
         sock: &Bound<'py, PyAny>,
         client: &Bound<'py, PyAny>,
         server: Option<&Bound<'py, PyAny>>,
@@ -167,7 +133,7 @@ impl Request {
                 Ok((empty.clone(), empty))
             }
         };
-        let trusted = || settings.forwarded.get().allows(client);
+        let trusted = || settings.trusts(client);
         let ctx = Context {
             base: settings.base.bind(py),
             input: self.body.bind(py),
@@ -191,7 +157,7 @@ impl Request {
     fn py_resolve_scheme(
         &mut self,
         py: Python<'_>,
-        settings: &EnvironSettings,
+        settings: &Settings,
         client: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
         self.resolve_scheme(py, settings, client)
@@ -415,8 +381,7 @@ struct Compiled {
     settings: Py<PyAny>,
     limits: Py<PyLimits>,
     allow: Py<PyAllowList>,
-    environ: Py<EnvironSettings>,
-    sendfile: bool,
+    native: Py<Settings>,
 }
 
 impl Compiled {
@@ -431,13 +396,10 @@ impl Compiled {
                 .getattr(pyo3::intern!(py, "allow"))?
                 .cast_into::<PyAllowList>()?
                 .unbind(),
-            environ: settings
-                .getattr(pyo3::intern!(py, "environ"))?
-                .cast_into::<EnvironSettings>()?
+            native: settings
+                .getattr(pyo3::intern!(py, "native"))?
+                .cast_into::<Settings>()?
                 .unbind(),
-            sendfile: settings
-                .getattr(pyo3::intern!(py, "sendfile"))?
-                .is_truthy()?,
             settings: settings.unbind(),
         })
     }
@@ -501,10 +463,10 @@ pub fn create<'py>(
     settings: Option<Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let compiled = compiled(py, cfg, settings.as_ref().filter(|s| !s.is_none()))?;
-    let sendfile = compiled.sendfile;
+    let sendfile = compiled.native.get().sendfile;
     let environ = req
         .borrow_mut()
-        .environ(py, compiled.environ.get(), sock, client, server)?;
+        .environ(py, compiled.native.get(), sock, client, server)?;
     let response = Response::over_socket(
         py,
         req.clone().into_any().unbind(),
@@ -579,7 +541,7 @@ impl Parser {
             if !r.borrow().body.is_none(py) {
                 r.borrow_mut().resolve_scheme(
                     py,
-                    self.compiled.environ.get(),
+                    self.compiled.native.get(),
                     self.source_addr.bind(py),
                 )?;
                 return Ok(Some(req));

@@ -6,4 +6,5 @@ pub mod connection;
 pub mod env;
 pub mod reader;
 pub mod serve;
+pub mod settings;
 pub mod writer;

@@ -11,17 +11,17 @@ use std::os::fd::{AsFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyString};
+use pyo3::types::{PyBytes, PyList, PyString};
 
-use crate::core::allow::AllowList;
 use crate::core::framing::HEADER_SIZE;
 use crate::core::kind::Control;
 use crate::core::response_head;
-use crate::core::vars::{self, Limits, Progress};
+use crate::core::vars::{self, Progress};
 use crate::net::{self, Accepted, Peer};
 use crate::wsgi::connection::Connection;
-use crate::wsgi::env::{self, Context, SecureHeaders};
+use crate::wsgi::env::{self, Context};
 use crate::wsgi::reader::BytesInput;
+use crate::wsgi::settings::Settings;
 use crate::wsgi::writer::{write_result, Response};
 
 /// How a batch ended.
@@ -89,15 +89,10 @@ struct Listener<'a, 'py> {
 #[pyclass(module = "gunicorn_uwsgi._native")]
 pub struct FastServer {
     app: Py<PyAny>,
-    limits: Limits,
-    allow: AllowList,
-    forwarded: AllowList,
-    base: Py<PyDict>,
+    /// The worker's compiled protocol settings, shared with its Python path.
+    settings: Py<Settings>,
     socket_class: Py<PyAny>,
     file_wrapper: Py<PyAny>,
-    script_name: String,
-    secure_headers: Option<SecureHeaders>,
-    sendfile: bool,
     /// `log.debug` when debug logging is on: gunicorn's default `pre_request` hook logs
     /// `METHOD PATH` there.
     debug: Option<Py<PyAny>>,
@@ -149,7 +144,7 @@ impl FastServer {
     fn complete_request(&mut self, py: Python<'_>, fd: &OwnedFd) -> Option<vars::Head> {
         let mut started: Option<Instant> = None;
         loop {
-            let need = match vars::parse_head(&self.buf, &self.limits) {
+            let need = match vars::parse_head(&self.buf, &self.settings.get().limits) {
                 // The first request without REQUEST_METHOD goes to the path that logs it (V6).
                 Ok(Progress::Done(head))
                     if !head.has(Control::RequestMethod) && env::missing_method_unlogged() =>
@@ -216,7 +211,10 @@ impl FastServer {
                 Err(e) => return Err(crate::exceptions::os_error(&e)),
             },
         };
-        if peer.ip().is_some_and(|ip| !self.allow.allows(ip)) {
+        if peer
+            .ip()
+            .is_some_and(|ip| !self.settings.get().allow.allows(ip))
+        {
             self.handoff = Some((fd, peer, Vec::new()));
             return Ok(Step::End(outcome::HANDOFF));
         }
@@ -285,14 +283,15 @@ impl FastServer {
                 ),
             })
         };
-        let trusted = || Ok(peer.ip().is_none_or(|ip| self.forwarded.allows(ip)));
+        let settings = self.settings.get();
+        let trusted = || Ok(peer.ip().is_none_or(|ip| settings.forwarded.allows(ip)));
         let ctx = Context {
-            base: self.base.bind(py),
+            base: settings.base.bind(py),
             input: &input,
             socket: conn.as_any(),
             peer: &peer_strings,
-            script_name: &self.script_name,
-            secure_headers: self.secure_headers.as_ref(),
+            script_name: &settings.script_name,
+            secure_headers: settings.secure_headers.as_ref(),
             trusted: &trusted,
             is_ssl: false,
             server: Some(listener.server),
@@ -314,7 +313,7 @@ impl FastServer {
                 conn.clone().into_any().unbind(),
                 raw_fd,
                 method == b"HEAD",
-                self.sendfile,
+                settings.sendfile,
             ),
         )?;
         let result = env::build(py, head, block, &ctx).and_then(|(env, _)| {
@@ -399,33 +398,19 @@ fn accept_within(
 #[pymethods]
 impl FastServer {
     #[new]
-    #[pyo3(signature = (app, limits, allow, forwarded, base, socket_class, file_wrapper, script_name, secure_headers, sendfile, debug=None))]
-    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (app, settings, socket_class, file_wrapper, debug=None))]
     fn new(
         app: Py<PyAny>,
-        limits: Limits,
-        allow: AllowList,
-        forwarded: AllowList,
-        base: Py<PyDict>,
+        settings: Py<Settings>,
         socket_class: Py<PyAny>,
         file_wrapper: Py<PyAny>,
-        script_name: String,
-        secure_headers: Option<&Bound<'_, PyDict>>,
-        sendfile: bool,
         debug: Option<Py<PyAny>>,
-    ) -> PyResult<Self> {
-        let secure_headers = SecureHeaders::compile(secure_headers)?;
-        Ok(Self {
+    ) -> Self {
+        Self {
             app,
-            limits,
-            allow,
-            forwarded,
-            base,
+            settings,
             socket_class,
             file_wrapper,
-            script_name,
-            secure_headers,
-            sendfile,
             debug,
             buf: Vec::with_capacity(RECV_SIZE),
             accept_wait_ms: ACCEPT_WAIT_MS,
@@ -434,7 +419,7 @@ impl FastServer {
             handoff: None,
             error: None,
             peer: None,
-        })
+        }
     }
 
     /// Serves up to `limit` connections pending on the non-blocking `listener` (address

@@ -180,18 +180,11 @@ class UWSGIWorkerMixin:
             return None
         # gunicorn's default pre_request hook logs "METHOD PATH" at debug level.
         debug = self.log.debug if self.log.error_log.isEnabledFor(logging.DEBUG) else None
-        base = settings.base_environ
         fast = _native.FastServer(
             self.wsgi,
-            settings.limits,
-            settings.allow,
-            settings.forwarded,
-            base,
+            settings.native,
             socket.socket,
-            base["wsgi.file_wrapper"],
-            settings.script_name,
-            settings.secure_headers or None,
-            settings.sendfile,
+            settings.base_environ["wsgi.file_wrapper"],
             debug,
         )
         if len(self.sockets) > 1:
