@@ -1,4 +1,6 @@
-"""The sync worker's Rust request cycle (``_native.FastServer``) against the Python one.
+"""The Rust request cycle (``_native.FastServer``) against the Python one, for every worker
+class: the sync worker and each ThreadWorker thread accept and serve in it, the GeventWorker
+serves in it what its first receive brought.
 
 Both paths must put the same bytes on the wire for the same request (every behaviour of the
 spec holds on both), and the fast path's own pieces — ``wsgi.input`` for a body that arrived
@@ -13,7 +15,19 @@ import pytest
 
 from gunicorn_uwsgi._native import BytesInput
 from gunicorn_uwsgi.body import Body
-from support import Gunicorn, exchange, packet, request_packet, vector, wait_until
+from support import (
+    GEVENT,
+    WORKERS,
+    Gunicorn,
+    exchange,
+    packet,
+    request_packet,
+    require_worker,
+    vector,
+    wait_until,
+    worker_args,
+    worker_id,
+)
 
 # Requests whose responses carry nothing that differs between two servers (no pid, no port).
 REQUESTS = {
@@ -35,15 +49,24 @@ REQUESTS = {
     "bad-header": request_packet(path="/badheader"),
     "not-found": request_packet(path="/caf\xc3\xa9"),
     "vector-post": vector("nginx-post-chunked.bin"),
-    "protocol-error": packet([("PATH_INFO", "/")]),
+    "protocol-error": packet([("REQUEST_METHOD", "GET"), ("CONTENT_LENGTH", "x")]),
+    "no-method": packet([("PATH_INFO", "/hello")]),
 }
 
 
-@pytest.fixture(scope="module")
-def servers(tmp_path_factory):
-    fast = Gunicorn(tmp_path_factory.mktemp("fast"), tcp=False)
+@pytest.fixture(scope="module", params=WORKERS, ids=worker_id)
+def servers(request, tmp_path_factory):
+    worker = request.param
+    require_worker(worker)
+    args = worker_args(worker)
+    name = worker_id(worker)
+    fast = Gunicorn(tmp_path_factory.mktemp(f"fast-{name}"), tcp=False, worker=worker, args=args)
     slow = Gunicorn(
-        tmp_path_factory.mktemp("slow"), tcp=False, env={"GUNICORN_UWSGI_FAST_PATH": "0"}
+        tmp_path_factory.mktemp(f"slow-{name}"),
+        tcp=False,
+        worker=worker,
+        args=args,
+        env={"GUNICORN_UWSGI_FAST_PATH": "0"},
     )
     with fast, slow:
         yield fast, slow
@@ -59,8 +82,9 @@ def test_r_e_x_fast_and_python_paths_write_the_same_bytes(servers, name):
 
 def test_e8_gunicorn_socket_works_on_both_paths(servers):
     """E8: ``gunicorn.socket`` answers ``fileno()`` and the other socket methods on both paths;
-    the default configuration serves through the Rust cycle (its lazy ``Connection``), and
-    ``GUNICORN_UWSGI_FAST_PATH=0`` gives the Python path's ``socket.socket``."""
+    the default configuration serves through the Rust cycle (its lazy ``Connection``; the
+    GeventWorker's own gevent socket), and ``GUNICORN_UWSGI_FAST_PATH=0`` gives the Python
+    path's ``socket.socket``."""
     kinds = []
     for server in servers:
         raw = exchange(server.unix, request_packet(path="/socket"))
@@ -68,18 +92,20 @@ def test_e8_gunicorn_socket_works_on_both_paths(servers):
         assert body["fileno"] > 2
         assert body["peer"] == ""  # an unnamed unix peer
         kinds.append(body["type"])
-    assert kinds == ["Connection", "socket"]
+    fast_kind = "socket" if servers[0].worker == GEVENT else "Connection"
+    assert kinds == [fast_kind, "socket"]
 
 
 def test_e8_closing_gunicorn_socket_never_sends_the_response_elsewhere(servers, tmp_path):
     """E8, R1: an application that closes ``gunicorn.socket`` and then opens a file (which may
     get the closed descriptor's number) never gets response bytes in that file. The Rust cycle
     gave the application a duplicate of the connection, so the response still reaches the
-    client; on the Python path the write fails as on a closed socket, the client sees the
-    connection closed. Either way the worker goes on serving."""
+    client; on the Python path (and the GeventWorker's, which writes through its gevent
+    socket) the write fails as on a closed socket, the client sees the connection closed.
+    Either way the worker goes on serving."""
     fast, slow = servers
-    for server, answered in ((fast, True), (slow, False)):
-        target = tmp_path / f"{'fast' if answered else 'slow'}.out"
+    for label, server, answered in (("fast", fast, fast.worker != GEVENT), ("slow", slow, False)):
+        target = tmp_path / f"{label}.out"
         raw = exchange(server.unix, request_packet(path="/close-socket", query=str(target)))
         if answered:
             assert raw.startswith(b"HTTP/1.1 200 OK\r\n"), raw
@@ -87,9 +113,11 @@ def test_e8_closing_gunicorn_socket_never_sends_the_response_elsewhere(servers, 
         else:
             # The client sees the close at once; the write fails after the file is open.
             assert raw == b"", raw
-            assert wait_until(
-                lambda log=server.log: "gunicorn.socket was closed" in log(), timeout=10
+            # The gevent socket says so itself.
+            said = (
+                "Bad file descriptor" if server.worker == GEVENT else "gunicorn.socket was closed"
             )
+            assert wait_until(lambda log=server.log, said=said: said in log(), timeout=10)
         assert target.read_bytes() == b""
         assert exchange(server.unix, request_packet(path="/hello")).endswith(b"Hello world\n")
 

@@ -11,7 +11,7 @@ use std::os::fd::{AsFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyString};
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
 use crate::core::framing::HEADER_SIZE;
 use crate::core::kind::Control;
@@ -64,6 +64,8 @@ const BEAT_EVERY: Duration = Duration::from_millis(250);
 
 /// `(fd, peer, bytes already read)` for the Python path.
 type Handoff<'py> = (RawFd, Bound<'py, PyAny>, Bound<'py, PyBytes>);
+/// `(exception, "METHOD URI")` of a failed request served from bytes the worker read itself.
+type Failed<'py> = (Bound<'py, PyAny>, String);
 /// `(exception, peer, "METHOD URI")` of a failed request.
 type Failure<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>, String);
 
@@ -146,11 +148,7 @@ impl FastServer {
         loop {
             let need = match vars::parse_head(&self.buf, &self.settings.get().limits) {
                 // The first request without REQUEST_METHOD goes to the path that logs it (V6).
-                Ok(Progress::Done(head))
-                    if !head.has(Control::RequestMethod) && env::missing_method_unlogged() =>
-                {
-                    return None
-                }
+                Ok(Progress::Done(head)) if logs_first(&head) => return None,
                 Ok(Progress::Done(head)) => {
                     let total = head.header.head_size() as u64 + head.content_length;
                     let have = self.buf.len() as u64;
@@ -270,7 +268,6 @@ impl FastServer {
             .buf
             .get(head_size..head_size + length)
             .unwrap_or_default();
-        let input = Bound::new(py, BytesInput::new(PyBytes::new(py, body)))?.into_any();
         let peer_strings = || {
             Ok(match peer {
                 Peer::Ip(a) => (
@@ -285,56 +282,26 @@ impl FastServer {
         };
         let settings = self.settings.get();
         let trusted = || Ok(peer.ip().is_none_or(|ip| settings.forwarded.allows(ip)));
-        let ctx = Context {
-            base: settings.base.bind(py),
-            input: &input,
-            socket: conn.as_any(),
-            peer: &peer_strings,
-            script_name: &settings.script_name,
-            secure_headers: settings.secure_headers.as_ref(),
-            trusted: &trusted,
-            is_ssl: false,
-            server: Some(listener.server),
-        };
-        let method = head.method(block);
-        if let Some(debug) = &self.debug {
-            let path = head
-                .control_value(block, Control::PathInfo)
-                .unwrap_or_default();
-            debug
-                .bind(py)
-                .call1(("%s %s", env::latin1(py, method)?, env::latin1(py, path)?))?;
-        }
-        let raw_fd = conn.get().raw_fd();
         let resp = Bound::new(
             py,
             Response::with_fd(
                 py.None(),
                 conn.clone().into_any().unbind(),
-                raw_fd,
-                method == b"HEAD",
+                conn.get().raw_fd(),
+                head.is_head(block),
                 settings.sendfile,
             ),
         )?;
-        let result = env::build(py, head, block, &ctx).and_then(|(env, _)| {
-            let out = self
-                .app
-                .bind(py)
-                .call1((env, resp.getattr(pyo3::intern!(py, "start_response"))?))?;
-            let written = write_result(py, &resp, &out, self.file_wrapper.bind(py));
-            // The iterable's close() is always called (R7).
-            let closed =
-                if out.is_exact_instance_of::<PyList>() || out.is_exact_instance_of::<PyBytes>() {
-                    Ok(())
-                } else {
-                    match out.getattr_opt(pyo3::intern!(py, "close")) {
-                        Ok(Some(close)) => close.call0().map(drop),
-                        Ok(None) => Ok(()),
-                        Err(e) => Err(e),
-                    }
-                };
-            written.and(closed)
-        });
+        let exchange = Exchange {
+            head,
+            block,
+            body,
+            socket: conn.as_any(),
+            peer: &peer_strings,
+            trusted: &trusted,
+            server: listener.server,
+        };
+        let result = self.exchange(py, &exchange, &resp);
         if let Err(e) = &result {
             if !resp.borrow().headers_sent() && !leaving(py, e, worker)? {
                 conn.get().with_fd(send_500);
@@ -342,6 +309,77 @@ impl FastServer {
         }
         result
     }
+
+    /// The request cycle every path shares once a request's head and body are in memory:
+    /// the environ, the application with `resp` as its response writer, the iterable's close
+    /// (E, R7, X2). The caller answers 500 when it fails before the head is sent.
+    fn exchange<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Exchange<'_, 'py>,
+        resp: &Bound<'py, Response>,
+    ) -> PyResult<()> {
+        let settings = self.settings.get();
+        let input = Bound::new(py, BytesInput::new(PyBytes::new(py, x.body)))?.into_any();
+        let ctx = Context {
+            base: settings.base.bind(py),
+            input: &input,
+            socket: x.socket,
+            peer: x.peer,
+            script_name: &settings.script_name,
+            secure_headers: settings.secure_headers.as_ref(),
+            trusted: x.trusted,
+            is_ssl: false,
+            server: Some(x.server),
+        };
+        if let Some(debug) = &self.debug {
+            let path = x
+                .head
+                .control_value(x.block, Control::PathInfo)
+                .unwrap_or_default();
+            debug.bind(py).call1((
+                "%s %s",
+                env::latin1(py, x.head.method(x.block))?,
+                env::latin1(py, path)?,
+            ))?;
+        }
+        let (environ, _) = env::build(py, x.head, x.block, &ctx)?;
+        let out = self
+            .app
+            .bind(py)
+            .call1((environ, resp.getattr(pyo3::intern!(py, "start_response"))?))?;
+        let written = write_result(py, resp, &out, self.file_wrapper.bind(py));
+        // The iterable's close() is always called (R7).
+        let closed =
+            if out.is_exact_instance_of::<PyList>() || out.is_exact_instance_of::<PyBytes>() {
+                Ok(())
+            } else {
+                match out.getattr_opt(pyo3::intern!(py, "close")) {
+                    Ok(Some(close)) => close.call0().map(drop),
+                    Ok(None) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            };
+        written.and(closed)
+    }
+}
+
+/// `(address, port)` strings of a Python socket address: the `REMOTE_ADDR`/`REMOTE_PORT`
+/// fallback (E4); a unix socket's peer has neither.
+type PeerStrings<'a, 'py> = &'a dyn Fn() -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)>;
+
+/// One request in memory and what the environ takes from its connection.
+struct Exchange<'a, 'py> {
+    head: &'a vars::Head,
+    block: &'a [u8],
+    body: &'a [u8],
+    /// `gunicorn.socket`.
+    socket: &'a Bound<'py, PyAny>,
+    peer: PeerStrings<'a, 'py>,
+    /// Whether the peer may set the secure-scheme headers (`forwarded_allow_ips`).
+    trusted: &'a dyn Fn() -> PyResult<bool>,
+    /// The listening address (E5).
+    server: &'a Bound<'py, PyAny>,
 }
 
 /// Whether `err` is the worker's own exit raised in the application: `SystemExit` or
@@ -356,12 +394,23 @@ fn leaving(py: Python<'_>, err: &PyErr, worker: &Bound<'_, PyAny>) -> PyResult<b
 
 #[cold]
 fn send_500(fd: BorrowedFd<'_>) {
-    let answer = response_head::error_response(
+    let _ = net::send_all(fd, &answer_500());
+}
+
+/// The answer to a request whose application failed before the response head was sent (X2).
+#[cold]
+fn answer_500() -> Vec<u8> {
+    response_head::error_response(
         500,
         response_head::reason(500),
         "the application raised an exception",
-    );
-    let _ = net::send_all(fd, &answer);
+    )
+}
+
+/// Whether a valid head still goes to the Python path: the first request without
+/// `REQUEST_METHOD`, whose warning the Python path logs (V6).
+fn logs_first(head: &vars::Head) -> bool {
+    !head.has(Control::RequestMethod) && env::missing_method_unlogged()
 }
 
 fn describe(head: &vars::Head, block: &[u8]) -> String {
@@ -457,6 +506,91 @@ impl FastServer {
             }
         }
         Ok(outcome::FULL)
+    }
+
+    /// One request on a connection the worker accepted and read itself (the gevent worker,
+    /// whose sockets wait cooperatively): `data` is what its first receive brought from
+    /// `client` (the socket, `gunicorn.socket`), `addr` the peer, `server` the listening
+    /// address; the response goes out through `writer`'s `sendall`. Served in the same cycle
+    /// as `serve`'s when `data` is exactly a valid head and its whole body.
+    ///
+    /// Returns `(SERVE_FULL, None)` when served, `(SERVE_FAILED, (exception, "METHOD URI"))`
+    /// when the application or the connection failed (a 500 was sent if nothing had been),
+    /// and `(SERVE_HANDOFF, None)` when the request needs the Python path (a refused or
+    /// partial packet, bytes after the body, the first request without `REQUEST_METHOD`).
+    /// The worker's own exit raised in the application is raised again.
+    #[allow(clippy::too_many_arguments)]
+    fn serve_received<'py>(
+        &self,
+        py: Python<'py>,
+        client: &Bound<'py, PyAny>,
+        addr: &Bound<'py, PyAny>,
+        data: &[u8],
+        server: &Bound<'py, PyAny>,
+        writer: &Bound<'py, PyAny>,
+        worker: &Bound<'py, PyAny>,
+    ) -> PyResult<(u8, Option<Failed<'py>>)> {
+        let settings = self.settings.get();
+        let head = match vars::parse_head(data, &settings.limits) {
+            Ok(Progress::Done(head))
+                if head.header.head_size() as u64 + head.content_length == data.len() as u64
+                    && !logs_first(&head) =>
+            {
+                head
+            }
+            _ => return Ok((outcome::HANDOFF, None)),
+        };
+        let head_size = head.header.head_size();
+        let block = data.get(HEADER_SIZE..head_size).unwrap_or_default();
+        let body = data.get(head_size..).unwrap_or_default();
+        let peer_strings = || match addr.cast::<PyTuple>() {
+            Ok(t) => Ok((
+                t.get_item(0)?.str()?.into_any(),
+                t.get_item(1)?.str()?.into_any(),
+            )),
+            Err(_) => {
+                let empty = pyo3::intern!(py, "").clone().into_any();
+                Ok((empty.clone(), empty))
+            }
+        };
+        let trusted = || settings.trusts(addr);
+        let resp = Bound::new(
+            py,
+            Response::over_socket(
+                py,
+                py.None(),
+                writer,
+                head.is_head(block),
+                settings.sendfile,
+            )?,
+        )?;
+        let exchange = Exchange {
+            head: &head,
+            block,
+            body,
+            socket: client,
+            peer: &peer_strings,
+            trusted: &trusted,
+            server,
+        };
+        match self.exchange(py, &exchange, &resp) {
+            Ok(()) => Ok((outcome::FULL, None)),
+            Err(e) if leaving(py, &e, worker)? => Err(e),
+            Err(e) => {
+                if !resp.borrow().headers_sent() {
+                    // The peer may be gone already: the failure is reported either way.
+                    let _ = writer.call_method1(
+                        pyo3::intern!(py, "sendall"),
+                        (PyBytes::new(py, &answer_500()),),
+                    );
+                }
+                let failure = (
+                    e.into_value(py).into_bound(py).into_any(),
+                    describe(&head, block),
+                );
+                Ok((outcome::FAILED, Some(failure)))
+            }
+        }
     }
 
     /// The connection handed to the Python path: `(fd, peer, bytes already read)`.

@@ -209,16 +209,21 @@ class UWSGIWorkerMixin:
         elif code == SERVE_FAILED:
             self.count_request()
             exc, addr, what = fast.take_error()
-            if isinstance(exc, OSError):
-                self.connection_error(addr, exc)
-            else:
-                self.log.error("Error handling request %s", what, exc_info=exc)
+            self.request_failed(exc, addr, what)
         elif code == SERVE_CLOSED:
             self.log.debug("uwsgi peer closed before sending a request")
         elif code == SERVE_STALLED:
             addr = fast.take_peer()
             self.connection_error(addr, PeerTimeout(self.uwsgi.timeout, "request bytes"))
         return True
+
+    def request_failed(self, exc: BaseException, addr: Any, what: str) -> None:
+        """A request of the Rust cycle failed: the connection (X3, F8) or the application
+        (X2, a 500 already sent when nothing else was)."""
+        if isinstance(exc, OSError):
+            self.connection_error(addr, exc)
+        else:
+            self.log.error("Error handling request %s", what, exc_info=exc)
 
     def listener_info(self, listener: Any) -> tuple[int, int, Any]:
         """``(fileno, family, getsockname())`` of a listener, looked up once: gunicorn's socket
@@ -290,7 +295,8 @@ class UWSGIWorkerMixin:
         elif getattr(exc, "errno", None) in _TIMEOUT_ERRNOS:
             self.log.warning("uwsgi peer %s stopped reading the response: dropped", peer_name(addr))
         else:
-            self.log.exception("Socket error processing request.")
+            # exc_info names the exception: the Rust cycle reports its failures after the fact.
+            self.log.error("Socket error processing request.", exc_info=exc)
 
     # -- the connection ------------------------------------------------------------------
 

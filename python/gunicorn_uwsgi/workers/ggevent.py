@@ -5,11 +5,14 @@ Needs gevent (``pip install gunicorn-uwsgi-rs[gevent]``); importing ``gunicorn_u
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import gevent
 from gunicorn.workers import ggevent
 
+from gunicorn_uwsgi._native import SERVE_FAILED, SERVE_HANDOFF
+from gunicorn_uwsgi.parser import RECV_SIZE
 from gunicorn_uwsgi.workers.base import UWSGIWorkerMixin
 
 
@@ -58,12 +61,41 @@ class GeventWorker(UWSGIWorkerMixin, ggevent.GeventWorker):
     # wsgi.multithread True for the threaded worker only.
     multithread = False
     passthrough = (gevent.GreenletExit,)
+    fast: Any = None
+
+    def run(self) -> None:
+        self.fast = self.fast_server()
+        super().run()
 
     def handle(self, listener: Any, client: Any, addr: Any) -> None:
-        """The greenlet of one connection (``StreamServer``'s handler)."""
+        """The greenlet of one connection (``StreamServer``'s handler): one receive through
+        the gevent socket, then the request cycle the other workers run in Rust when those
+        bytes are the whole request (the response goes out through the gevent socket, so a
+        slow peer yields to the other greenlets); else, or with request hooks, an access log
+        or TLS, the Python path."""
         # gevent sockets are non-blocking underneath: the read timeout (F8) is gevent's own.
         client.settimeout(self.uwsgi.timeout)
-        self.handle_connection(listener, client, addr)
+        fast = self.fast
+        if fast is None or not self.uwsgi.allow.allows(addr):
+            self.handle_connection(listener, client, addr)
+            return
+        started = time.monotonic()
+        try:
+            data = client.recv(RECV_SIZE)
+        except OSError:
+            data = b""  # the Python path meets the same error, or the spent budget (F8)
+        if data:
+            code, failure = fast.serve_received(
+                client, addr, data, self.sockname(listener), self.response_socket(client), self
+            )
+            if code != SERVE_HANDOFF:
+                self.count_request()
+                if code == SERVE_FAILED:
+                    exc, what = failure
+                    self.request_failed(exc, addr, what)
+                client.close()
+                return
+        self.handle_connection(listener, client, addr, data, time.monotonic() - started)
 
     def wrap_client(self, client: Any) -> Any:
         return client  # the StreamServer has wrapped it in TLS already, when configured
