@@ -14,7 +14,7 @@ use crate::exceptions::{forbidden, protocol_error};
 use crate::py::bindings::{PyAllowList, PyHead, PyLimits};
 use crate::wsgi::env::{self, latin1, Context};
 use crate::wsgi::reader::BytesInput;
-use crate::wsgi::settings::Settings;
+use crate::wsgi::settings::{peer_strings, Settings};
 use crate::wsgi::writer::{IsHead, Response};
 
 /// One uwsgi request: `method`, `path`, `query`, `uri`, `version`, `headers`, `body`,
@@ -123,16 +123,7 @@ impl Request {
         client: &Bound<'py, PyAny>,
         server: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let peer = || match client.cast::<PyTuple>() {
-            Ok(t) => Ok((
-                t.get_item(0)?.str()?.into_any(),
-                t.get_item(1)?.str()?.into_any(),
-            )),
-            Err(_) => {
-                let empty = pyo3::intern!(py, "").clone().into_any();
-                Ok((empty.clone(), empty))
-            }
-        };
+        let peer = || peer_strings(py, client);
         let trusted = || settings.trusts(client);
         let ctx = Context {
             base: settings.base.bind(py),

@@ -11,7 +11,7 @@ use std::os::fd::{AsFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyList, PyString};
 
 use crate::core::framing::HEADER_SIZE;
 use crate::core::kind::Control;
@@ -21,7 +21,7 @@ use crate::net::{self, Accepted, Peer};
 use crate::wsgi::connection::Connection;
 use crate::wsgi::env::{self, Context};
 use crate::wsgi::reader::BytesInput;
-use crate::wsgi::settings::Settings;
+use crate::wsgi::settings::{peer_strings, Settings};
 use crate::wsgi::writer::{write_result, Response};
 
 /// How a batch ended.
@@ -543,16 +543,7 @@ impl FastServer {
         let head_size = head.header.head_size();
         let block = data.get(HEADER_SIZE..head_size).unwrap_or_default();
         let body = data.get(head_size..).unwrap_or_default();
-        let peer_strings = || match addr.cast::<PyTuple>() {
-            Ok(t) => Ok((
-                t.get_item(0)?.str()?.into_any(),
-                t.get_item(1)?.str()?.into_any(),
-            )),
-            Err(_) => {
-                let empty = pyo3::intern!(py, "").clone().into_any();
-                Ok((empty.clone(), empty))
-            }
-        };
+        let peer = || peer_strings(py, addr);
         let trusted = || settings.trusts(addr);
         let resp = Bound::new(
             py,
@@ -569,7 +560,7 @@ impl FastServer {
             block,
             body,
             socket: client,
-            peer: &peer_strings,
+            peer: &peer,
             trusted: &trusted,
             server,
         };

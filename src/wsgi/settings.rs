@@ -50,6 +50,24 @@ pub fn peer_allowed(list: &AllowList, peer: &Bound<'_, PyAny>) -> PyResult<bool>
     Ok(list.allows_str(&host))
 }
 
+/// `(address, port)` as strings of a Python socket address, the `REMOTE_ADDR`/`REMOTE_PORT`
+/// fallback (E4): empty for a unix socket's peer.
+pub fn peer_strings<'py>(
+    py: Python<'py>,
+    addr: &Bound<'py, PyAny>,
+) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    match addr.cast::<PyTuple>() {
+        Ok(t) => Ok((
+            t.get_item(0)?.str()?.into_any(),
+            t.get_item(1)?.str()?.into_any(),
+        )),
+        Err(_) => {
+            let empty = pyo3::intern!(py, "").clone().into_any();
+            Ok((empty.clone(), empty))
+        }
+    }
+}
+
 #[pymethods]
 impl Settings {
     #[new]
