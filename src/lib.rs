@@ -46,6 +46,11 @@ mod _native {
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
         m.add("MAX_VARS", crate::core::vars::MAX_VARS)?;
         m.add("HEADER_SIZE", crate::core::framing::HEADER_SIZE)?;
+        // gunicorn's default for `uwsgi_allow_ips`, where gunicorn has no such setting (A1).
+        m.add(
+            "DEFAULT_ALLOW_IPS",
+            crate::core::allow::DEFAULT_ALLOW.to_vec(),
+        )?;
         // How a FastServer.serve batch ended.
         use crate::wsgi::serve::outcome;
         for (name, code) in [

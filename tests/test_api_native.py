@@ -659,3 +659,21 @@ def test_x1_error_response(status, reason):
     assert b"the reason" in body
     for name in (b"server:", b"date:"):
         assert name not in head_bytes.lower()
+
+
+def test_v4_default_limits_are_gunicorn_defaults():
+    """V4: the limits a cfg without them gets are gunicorn's own defaults, and the native
+    default allow list is the one gunicorn >= 24 documents for uwsgi_allow_ips (A1)."""
+    from gunicorn.config import Config
+
+    from gunicorn_uwsgi.settings import DEFAULT_ALLOW_IPS
+
+    cfg = Config()
+    limits = _native.Limits()
+    assert (limits.request_line, limits.fields, limits.field_size) == (
+        cfg.limit_request_line,
+        cfg.limit_request_fields,
+        cfg.limit_request_field_size,
+    )
+    if "uwsgi_allow_ips" in cfg.settings:
+        assert list(DEFAULT_ALLOW_IPS) == cfg.uwsgi_allow_ips

@@ -6,6 +6,7 @@ from typing import Any, ClassVar, TypeVar, final, overload
 _T = TypeVar("_T")
 
 __all__ = [
+    "DEFAULT_ALLOW_IPS",
     "HEADER_SIZE",
     "MAX_VARS",
     "SERVE_CLOSED",
@@ -37,6 +38,7 @@ __all__ = [
 __version__: str
 MAX_VARS: int
 HEADER_SIZE: int
+DEFAULT_ALLOW_IPS: list[str]
 SERVE_IDLE: int
 SERVE_FULL: int
 SERVE_CLOSED: int

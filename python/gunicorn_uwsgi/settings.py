@@ -11,7 +11,9 @@ from gunicorn.http.wsgi import base_environ
 from gunicorn_uwsgi import _native
 
 #: gunicorn's default for ``uwsgi_allow_ips``, used where gunicorn has no such setting (A1).
-DEFAULT_ALLOW_IPS = ("127.0.0.1", "::1")
+DEFAULT_ALLOW_IPS = tuple(_native.DEFAULT_ALLOW_IPS)
+#: gunicorn's request limits by default (V4), for a cfg that lacks them.
+_LIMITS = _native.Limits()
 
 
 def _setting(cfg: Any, name: str, default: Any) -> Any:
@@ -69,9 +71,9 @@ class ProtocolSettings:
     def __init__(self, cfg: Any, multithread: bool = False) -> None:
         self.cfg = cfg
         self.limits = _native.Limits(
-            int(_setting(cfg, "limit_request_line", 4094)),
-            int(_setting(cfg, "limit_request_fields", 100)),
-            int(_setting(cfg, "limit_request_field_size", 8190)),
+            int(_setting(cfg, "limit_request_line", _LIMITS.request_line)),
+            int(_setting(cfg, "limit_request_fields", _LIMITS.fields)),
+            int(_setting(cfg, "limit_request_field_size", _LIMITS.field_size)),
         )
         self.allow_entries = _as_list(_setting(cfg, "uwsgi_allow_ips", DEFAULT_ALLOW_IPS))
         self.allow = _native.AllowList(self.allow_entries)

@@ -100,11 +100,7 @@ fn outcome(buf: &[u8], limits: &Limits) -> Result<(usize, u64, usize), u16> {
 
 #[test]
 fn x4_random_and_mutated_packets_never_panic_and_ignore_segmentation() {
-    let limits = Limits {
-        request_line: 4094,
-        fields: 100,
-        field_size: 8190,
-    };
+    let limits = Limits::GUNICORN;
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     for _ in 0..20_000 {
         let p = random_packet(&mut rng);

@@ -31,6 +31,16 @@ pub struct Limits {
     pub field_size: usize,
 }
 
+impl Limits {
+    /// gunicorn's defaults: `limit_request_line` 4094, `limit_request_fields` 100,
+    /// `limit_request_field_size` 8190.
+    pub const GUNICORN: Self = Self {
+        request_line: 4094,
+        fields: 100,
+        field_size: 8190,
+    };
+}
+
 /// The method of a request that sent no `REQUEST_METHOD` (V6).
 pub const DEFAULT_METHOD: &[u8] = b"GET";
 
@@ -512,11 +522,7 @@ mod tests {
     use crate::core::framing::tests::packet;
 
     fn limits() -> Limits {
-        Limits {
-            request_line: 4094,
-            fields: 100,
-            field_size: 8190,
-        }
+        Limits::GUNICORN
     }
 
     fn parse(pairs: &[(&[u8], &[u8])]) -> Result<Head, ProtocolError> {

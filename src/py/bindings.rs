@@ -26,6 +26,7 @@ impl PyLimits {
 #[pymethods]
 impl PyLimits {
     #[new]
+    // `vars::Limits::GUNICORN`, written out so that Python sees the numbers in the signature.
     #[pyo3(signature = (request_line=4094, fields=100, field_size=8190))]
     fn new(request_line: usize, fields: usize, field_size: usize) -> Self {
         Self(vars::Limits {
