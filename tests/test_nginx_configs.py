@@ -73,13 +73,10 @@ class Site:
         headers: dict[str, str] | None = None,
         tls: bool = False,
     ) -> tuple[int, http.client.HTTPMessage, bytes]:
-        if tls:
-            context = ssl.create_default_context(cafile=str(self.cert))
-            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                "127.0.0.1", self.tls_port, timeout=30, context=context
-            )
-        else:
-            conn = http.client.HTTPConnection("127.0.0.1", self.nginx.port, timeout=30)
+        if not tls:
+            return self.nginx.request(method, path, body=body, headers=headers)
+        context = ssl.create_default_context(cafile=str(self.cert))
+        conn = http.client.HTTPSConnection("127.0.0.1", self.tls_port, timeout=30, context=context)
         try:
             conn.request(method, path, body=body, headers=headers or {})
             resp = conn.getresponse()

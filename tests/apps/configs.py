@@ -8,9 +8,7 @@ request carrying an ``X-Django`` header, which goes to the Django project of ``a
 
 from __future__ import annotations
 
-import json
-
-from apps.echo import _environ_json
+from apps.proxied import inspect
 
 _django = None
 
@@ -21,13 +19,7 @@ def app(environ, start_response):
         if _django is None:
             from apps.django_app import application as _django
         return _django(environ, start_response)
-    body = environ["wsgi.input"].read()
-    payload = {"environ": _environ_json(environ), "body": body.decode("latin-1")}
-    data = json.dumps(payload, sort_keys=True).encode()
-    start_response(
-        "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
-    )
-    return [data]
+    return inspect(environ, start_response)
 
 
 application = app

@@ -17,6 +17,11 @@ from apps.echo import app as echo_app
 def app(environ, start_response):
     if "HTTP_X_INSPECT" not in environ:
         return echo_app(environ, start_response)
+    return inspect(environ, start_response)
+
+
+def inspect(environ, start_response):
+    """The environ and the request body, as JSON."""
     body = environ["wsgi.input"].read()
     payload = {"environ": _environ_json(environ), "body": body.decode("latin-1")}
     data = json.dumps(payload, sort_keys=True).encode()
