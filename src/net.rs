@@ -61,7 +61,16 @@ pub enum Accepted {
 /// Accepts one connection from a non-blocking listener. The new socket is blocking and
 /// close-on-exec, and inherits the listener's `SO_RCVTIMEO`/`SO_SNDTIMEO`.
 pub fn accept(listener: BorrowedFd<'_>) -> std::io::Result<Accepted> {
-    match rustix::net::acceptfrom_with(listener, SocketFlags::CLOEXEC) {
+    accept_with(listener, SocketFlags::CLOEXEC)
+}
+
+/// [`accept`] for a worker that waits in its event loop: the new socket is non-blocking.
+pub fn accept_nonblocking(listener: BorrowedFd<'_>) -> std::io::Result<Accepted> {
+    accept_with(listener, SocketFlags::CLOEXEC | SocketFlags::NONBLOCK)
+}
+
+fn accept_with(listener: BorrowedFd<'_>, flags: SocketFlags) -> std::io::Result<Accepted> {
+    match rustix::net::acceptfrom_with(listener, flags) {
         Ok((fd, addr)) => Ok(Accepted::Conn(fd, peer_of(addr))),
         Err(Errno::AGAIN | Errno::INTR | Errno::CONNABORTED) => Ok(Accepted::Idle),
         Err(e) => Err(e.into()),
@@ -157,6 +166,28 @@ pub fn send_file(
         let chunk = usize::try_from(left.min(0x3FFF_FFFF)).unwrap_or(0x3FFF_FFFF);
         match rustix::fs::sendfile(out, file, Some(&mut offset), chunk) {
             Ok(0) => break,
+            Ok(n) => left -= n as u64,
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(count - left)
+}
+
+/// `sendfile(2)` of up to `count` bytes from `offset` as far as a non-blocking socket takes
+/// them without waiting; returns the bytes sent.
+pub fn send_file_ready(
+    out: BorrowedFd<'_>,
+    file: BorrowedFd<'_>,
+    offset: u64,
+    count: u64,
+) -> std::io::Result<u64> {
+    let mut offset = offset;
+    let mut left = count;
+    while left > 0 {
+        let chunk = usize::try_from(left.min(0x3FFF_FFFF)).unwrap_or(0x3FFF_FFFF);
+        match rustix::fs::sendfile(out, file, Some(&mut offset), chunk) {
+            Ok(0) | Err(Errno::AGAIN) => break,
             Ok(n) => left -= n as u64,
             Err(Errno::INTR) => continue,
             Err(e) => return Err(e.into()),

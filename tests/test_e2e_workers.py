@@ -141,6 +141,29 @@ def test_f8_stalled_peer_delays_no_other_request(proxied: Proxied) -> None:
     assert reply.status == 200
 
 
+@pytest.mark.parametrize("route", ["/big", "/bigfile"])
+def test_f8_r5_peer_slow_to_read_a_large_response_delays_no_other_request(
+    proxied: Proxied, route: str
+) -> None:
+    """F8, R5: while one peer leaves an 8 MiB response (from memory, and through sendfile)
+    unread, its socket buffer full (a thread blocked in send without the GIL, or a greenlet
+    waiting for the socket), other requests are served; then it gets every byte."""
+    size = 8 << 20
+    with connect(proxied.gunicorn.unix, timeout=10) as slow:
+        slow.sendall(request_packet(path=route, query=str(size)))
+        time.sleep(0.2)
+        started = time.monotonic()
+        for _ in range(3):
+            good_request(proxied.gunicorn.unix)
+        assert time.monotonic() - started < 0.5
+        chunks = []
+        while chunk := slow.recv(1 << 20):
+            chunks.append(chunk)
+    reply = Reply(b"".join(chunks))
+    assert reply.status == 200
+    assert len(reply.body) == size
+
+
 def test_e8_multithread_only_in_the_threaded_worker(proxied: Proxied) -> None:
     """E8: wsgi.multithread is True in the ThreadWorker only (greenlets are not threads)."""
     status, _, body = proxied.nginx.request("GET", "/environ")

@@ -11,6 +11,8 @@ use std::sync::Mutex;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
+use crate::net::Peer;
+
 const SOCK_STREAM: i32 = 1;
 
 /// The connection of one request.
@@ -20,17 +22,19 @@ pub struct Connection {
     fd: Mutex<Option<OwnedFd>>,
     raw: RawFd,
     family: i32,
+    peer: Peer,
     socket_class: Py<PyAny>,
     socket: PyOnceLock<Py<PyAny>>,
 }
 
 impl Connection {
-    pub fn new(fd: OwnedFd, family: i32, socket_class: Py<PyAny>) -> Self {
+    pub fn new(fd: OwnedFd, peer: Peer, family: i32, socket_class: Py<PyAny>) -> Self {
         let raw = fd.as_raw_fd();
         Self {
             fd: Mutex::new(Some(fd)),
             raw,
             family,
+            peer,
             socket_class,
             socket: PyOnceLock::new(),
         }
@@ -40,6 +44,17 @@ impl Connection {
     pub fn with_fd<R>(&self, f: impl FnOnce(BorrowedFd<'_>) -> R) -> Option<R> {
         let fd = self.fd.lock().ok()?;
         fd.as_ref().map(|fd| f(fd.as_fd()))
+    }
+
+    /// The peer it was accepted from.
+    pub fn peer(&self) -> Peer {
+        self.peer
+    }
+
+    /// Takes the descriptor out, for a Python socket of the worker's own: the connection is
+    /// closed as far as it is concerned (`None` if it already was).
+    pub fn take_fd(&self) -> Option<OwnedFd> {
+        self.fd.lock().ok()?.take()
     }
 
     /// The descriptor number, valid until [`close`](Self::close).
@@ -98,5 +113,35 @@ impl Connection {
 
     fn __repr__(&self) -> String {
         format!("<gunicorn_uwsgi connection fd={}>", self.raw)
+    }
+}
+
+/// The gevent worker's cooperative waits on a non-blocking connection: gevent's
+/// `wait_read(fd, timeout)` and `wait_write(fd, timeout)`, which yield to the other greenlets
+/// until the descriptor is ready and raise `socket.timeout` when `timeout` seconds pass first
+/// (the read timeout bounds each wait for the peer, F8).
+pub struct Waits {
+    read: Py<PyAny>,
+    write: Py<PyAny>,
+    pub timeout: f64,
+}
+
+impl Waits {
+    pub fn new(read: Py<PyAny>, write: Py<PyAny>, timeout: f64) -> Self {
+        Self {
+            read,
+            write,
+            timeout,
+        }
+    }
+
+    /// Waits until `fd` has bytes (or EOF) for at most `timeout` seconds.
+    pub fn readable(&self, py: Python<'_>, fd: RawFd, timeout: f64) -> PyResult<()> {
+        self.read.bind(py).call1((fd, timeout)).map(drop)
+    }
+
+    /// Waits until `fd` takes more bytes, for at most the read timeout.
+    pub fn writable(&self, py: Python<'_>, fd: RawFd) -> PyResult<()> {
+        self.write.bind(py).call1((fd, self.timeout)).map(drop)
     }
 }

@@ -1,5 +1,8 @@
-//! The sync worker's fast path: accept → allow check → receive → parse → environ → application
-//! → response → close, for as many pending connections as a batch allows, in one call.
+//! The Rust request cycle: accept → allow check → receive → parse → environ → application →
+//! response → close. The sync worker and each ThreadWorker thread serve as many pending
+//! connections as a batch allows in one call (`serve`); the gevent worker accepts
+//! (`accept_green`) and serves each connection in its own greenlet (`serve_green`), waiting
+//! for the peer cooperatively. Both reach one `respond`.
 //!
 //! It serves the requests that need nothing else from Python: the whole head and body arrived in
 //! the first receive, and the worker runs no hooks or access log of its own (the worker decides
@@ -8,6 +11,7 @@
 //! every rule is implemented once.
 
 use std::os::fd::{AsFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
@@ -18,10 +22,10 @@ use crate::core::kind::Control;
 use crate::core::response_head;
 use crate::core::vars::{self, Progress};
 use crate::net::{self, Accepted, Peer};
-use crate::wsgi::connection::Connection;
+use crate::wsgi::connection::{Connection, Waits};
 use crate::wsgi::env::{self, Context};
 use crate::wsgi::reader::BytesInput;
-use crate::wsgi::settings::{peer_strings, Settings};
+use crate::wsgi::settings::Settings;
 use crate::wsgi::writer::{write_result, Response};
 
 /// How a batch ended.
@@ -64,8 +68,6 @@ const BEAT_EVERY: Duration = Duration::from_millis(250);
 
 /// `(fd, peer, bytes already read)` for the Python path.
 type Handoff<'py> = (RawFd, Bound<'py, PyAny>, Bound<'py, PyBytes>);
-/// `(exception, "METHOD URI")` of a failed request served from bytes the worker read itself.
-type Failed<'py> = (Bound<'py, PyAny>, String);
 /// `(exception, peer, "METHOD URI")` of a failed request.
 type Failure<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>, String);
 
@@ -114,6 +116,17 @@ pub struct FastServer {
     handoff: Option<(OwnedFd, Peer, Vec<u8>)>,
     error: Option<(PyErr, Peer, String)>,
     peer: Option<Peer>,
+    /// The cooperative waits of a gevent worker (`cooperate`).
+    waits: Option<Arc<Waits>>,
+}
+
+/// What the gevent worker's first receives on a connection came to.
+enum Received {
+    Complete(vars::Head),
+    /// The peer closed without sending a byte (F6, X3).
+    Closed,
+    /// For the Python path, after this many seconds of waiting for the peer (F8).
+    Handoff(f64),
 }
 
 /// What one connection came to.
@@ -232,15 +245,14 @@ impl FastServer {
         };
         let conn = Bound::new(
             py,
-            Connection::new(fd, listener.family, self.socket_class.clone_ref(py)),
+            Connection::new(fd, peer, listener.family, self.socket_class.clone_ref(py)),
         )?;
-        let result = self.respond(py, listener, &conn, peer, &head, worker);
-        conn.get().close(py)?;
-        match result {
-            Ok(()) => Ok(Step::Served),
-            // The worker's own exit raised in the application: it leaves as gunicorn's does.
-            Err(e) if leaving(py, &e, worker)? => Err(e),
-            Err(e) => {
+        let data = std::mem::take(&mut self.buf);
+        let result = self.respond(py, listener.server, &conn, &data, &head, worker, None);
+        self.buf = data;
+        match result? {
+            None => Ok(Step::Served),
+            Some(e) => {
                 let block = self
                     .buf
                     .get(HEADER_SIZE..head.header.head_size())
@@ -251,23 +263,26 @@ impl FastServer {
         }
     }
 
-    /// Builds the environ, runs the application, writes its response (E, R, X2).
+    /// Builds the environ, runs the application, writes its response (E, R, X2) for the
+    /// request `head` whose bytes, body included, are `data`; closes the connection. Returns
+    /// the failure of a request the application or the connection failed (a 500 sent when
+    /// nothing else was); the worker's own exit raised in the application is raised again.
+    #[allow(clippy::too_many_arguments)]
     fn respond(
         &self,
         py: Python<'_>,
-        listener: &Listener<'_, '_>,
+        server: &Bound<'_, PyAny>,
         conn: &Bound<'_, Connection>,
-        peer: Peer,
+        data: &[u8],
         head: &vars::Head,
         worker: &Bound<'_, PyAny>,
-    ) -> PyResult<()> {
+        waits: Option<&Arc<Waits>>,
+    ) -> PyResult<Option<PyErr>> {
         let head_size = head.header.head_size();
         let length = head.content_length as usize;
-        let block = self.buf.get(HEADER_SIZE..head_size).unwrap_or_default();
-        let body = self
-            .buf
-            .get(head_size..head_size + length)
-            .unwrap_or_default();
+        let block = data.get(HEADER_SIZE..head_size).unwrap_or_default();
+        let body = data.get(head_size..head_size + length).unwrap_or_default();
+        let peer = conn.get().peer();
         let peer_strings = || {
             Ok(match peer {
                 Peer::Ip(a) => (
@@ -282,16 +297,18 @@ impl FastServer {
         };
         let settings = self.settings.get();
         let trusted = || Ok(peer.ip().is_none_or(|ip| settings.forwarded.allows(ip)));
-        let resp = Bound::new(
-            py,
-            Response::with_fd(
-                py.None(),
-                conn.clone().into_any().unbind(),
-                conn.get().raw_fd(),
-                head.is_head(block),
-                settings.sendfile,
-            ),
-        )?;
+        let writer = Response::with_fd(
+            py.None(),
+            conn.clone().into_any().unbind(),
+            conn.get().raw_fd(),
+            head.is_head(block),
+            settings.sendfile,
+        );
+        let writer = match waits {
+            Some(waits) => writer.cooperative(Arc::clone(waits)),
+            None => writer,
+        };
+        let resp = Bound::new(py, writer)?;
         let exchange = Exchange {
             head,
             block,
@@ -299,15 +316,84 @@ impl FastServer {
             socket: conn.as_any(),
             peer: &peer_strings,
             trusted: &trusted,
-            server: listener.server,
+            server,
         };
         let result = self.exchange(py, &exchange, &resp);
-        if let Err(e) = &result {
-            if !resp.borrow().headers_sent() && !leaving(py, e, worker)? {
-                conn.get().with_fd(send_500);
+        let failed = match result {
+            Ok(()) => None,
+            Err(e) => {
+                let exiting = leaving(py, &e, worker);
+                if !matches!(exiting, Ok(true)) && !resp.borrow().headers_sent() {
+                    conn.get().with_fd(send_500);
+                }
+                match exiting {
+                    Ok(false) => Some(e),
+                    Ok(true) => {
+                        conn.get().close(py)?;
+                        return Err(e);
+                    }
+                    Err(other) => {
+                        conn.get().close(py)?;
+                        return Err(other);
+                    }
+                }
+            }
+        };
+        conn.get().close(py)?;
+        Ok(failed)
+    }
+
+    /// The gevent worker's first receives on a non-blocking connection: what is there, else
+    /// one cooperative wait for the first bytes within the read timeout (F8), then what else
+    /// is there at once. `Handoff` when the bytes are not exactly one whole request the Rust
+    /// cycle serves: the Python path reads on from them.
+    fn receive_green(
+        &self,
+        py: Python<'_>,
+        conn: &Connection,
+        waits: &Waits,
+        buf: &mut Vec<u8>,
+    ) -> PyResult<Received> {
+        let limits = &self.settings.get().limits;
+        let started = Instant::now();
+        loop {
+            let got = conn
+                .with_fd(|fd| net::recv_ready(fd, buf, RECV_SIZE))
+                .unwrap_or(Ok(Some(0)));
+            match got {
+                Ok(Some(0)) if buf.is_empty() => return Ok(Received::Closed),
+                Ok(Some(n)) if n > 0 => match vars::parse_head(buf, limits) {
+                    Ok(Progress::Done(head)) if !logs_first(&head) => {
+                        let total = head.header.head_size() as u64 + head.content_length;
+                        let have = buf.len() as u64;
+                        if have == total {
+                            return Ok(Received::Complete(head));
+                        }
+                        if have > total || total > EAGER_BODY {
+                            break;
+                        }
+                    }
+                    Ok(Progress::NeedMore(_)) => {}
+                    _ => break,
+                },
+                Ok(None) if buf.is_empty() => {
+                    let left = waits.timeout - started.elapsed().as_secs_f64();
+                    if left <= 0.0 {
+                        break;
+                    }
+                    match waits.readable(py, conn.raw_fd(), left) {
+                        Ok(()) => {}
+                        // The time is up: the Python path reports the stall (F8).
+                        Err(e) if e.is_instance_of::<pyo3::exceptions::PyOSError>(py) => break,
+                        Err(e) => return Err(e),
+                    }
+                }
+                // The rest of the packet is not there yet, the peer closed mid-packet, or the
+                // receive failed: the Python path reads on, or meets the same end.
+                _ => break,
             }
         }
-        result
+        Ok(Received::Handoff(started.elapsed().as_secs_f64()))
     }
 
     /// The request cycle every path shares once a request's head and body are in memory:
@@ -468,6 +554,7 @@ impl FastServer {
             handoff: None,
             error: None,
             peer: None,
+            waits: None,
         }
     }
 
@@ -508,78 +595,96 @@ impl FastServer {
         Ok(outcome::FULL)
     }
 
-    /// One request on a connection the worker accepted and read itself (the gevent worker,
-    /// whose sockets wait cooperatively): `data` is what its first receive brought from
-    /// `client` (the socket, `gunicorn.socket`), `addr` the peer, `server` the listening
-    /// address; the response goes out through `writer`'s `sendall`. Served in the same cycle
-    /// as `serve`'s when `data` is exactly a valid head and its whole body.
-    ///
-    /// Returns `(SERVE_FULL, None)` when served, `(SERVE_FAILED, (exception, "METHOD URI"))`
-    /// when the application or the connection failed (a 500 was sent if nothing had been),
-    /// and `(SERVE_HANDOFF, None)` when the request needs the Python path (a refused or
-    /// partial packet, bytes after the body, the first request without `REQUEST_METHOD`).
-    /// The worker's own exit raised in the application is raised again.
-    #[allow(clippy::too_many_arguments)]
-    fn serve_received<'py>(
+    /// Makes this the cycle of a worker whose connections wait cooperatively (the gevent
+    /// worker): `wait_read(fd, timeout)` and `wait_write(fd, timeout)` wait for a non-blocking
+    /// descriptor and yield to the other greenlets meanwhile; `timeout` is the read timeout.
+    fn cooperate(&mut self, wait_read: Py<PyAny>, wait_write: Py<PyAny>, timeout: f64) {
+        self.waits = Some(Arc::new(Waits::new(wait_read, wait_write, timeout)));
+    }
+
+    /// Accepts one connection pending on the non-blocking `listener` (address `family`) as a
+    /// non-blocking `Connection`, with its peer address; `None` when none is pending.
+    fn accept_green<'py>(
         &self,
         py: Python<'py>,
-        client: &Bound<'py, PyAny>,
-        addr: &Bound<'py, PyAny>,
-        data: &[u8],
-        server: &Bound<'py, PyAny>,
-        writer: &Bound<'py, PyAny>,
-        worker: &Bound<'py, PyAny>,
-    ) -> PyResult<(u8, Option<Failed<'py>>)> {
-        let settings = self.settings.get();
-        let head = match vars::parse_head(data, &settings.limits) {
-            Ok(Progress::Done(head))
-                if head.header.head_size() as u64 + head.content_length == data.len() as u64
-                    && !logs_first(&head) =>
-            {
-                head
+        listener: RawFd,
+        family: i32,
+    ) -> PyResult<Option<(Bound<'py, Connection>, Bound<'py, PyAny>)>> {
+        // SAFETY: `listener` is the descriptor of one of the worker's listening sockets, which
+        // its server holds, open, for the whole call.
+        #[allow(unsafe_code)]
+        let Some(lfd) = (unsafe { net::borrow(listener) }) else {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "invalid listener descriptor",
+            ));
+        };
+        match net::accept_nonblocking(lfd).map_err(|e| crate::exceptions::os_error(&e))? {
+            Accepted::Conn(fd, peer) => {
+                let conn = Connection::new(fd, peer, family, self.socket_class.clone_ref(py));
+                Ok(Some((Bound::new(py, conn)?, peer_tuple(py, peer)?)))
             }
-            _ => return Ok((outcome::HANDOFF, None)),
+            Accepted::Idle => Ok(None),
+        }
+    }
+
+    /// One connection of the gevent worker, in the greenlet that owns it: the allow check,
+    /// the receive (waiting cooperatively), then the same cycle as `serve`'s when the bytes
+    /// are exactly a valid head and its whole body, the response written to the non-blocking
+    /// descriptor with cooperative waits; `server` is the listening address. The connection is
+    /// closed unless it is handed over.
+    ///
+    /// Returns `(SERVE_FULL, None)` when served, `(SERVE_CLOSED, None)` when the peer sent
+    /// nothing, `(SERVE_FAILED, (exception, "METHOD URI"))` when the application or the
+    /// connection failed (a 500 sent when nothing else was), and `(SERVE_HANDOFF, (fd, bytes
+    /// read, seconds waited))` when the connection needs the Python path: a refused peer, a
+    /// protocol error, a partial packet, bytes after the body, the first request without
+    /// `REQUEST_METHOD`. The worker's own exit raised in the application is raised again.
+    fn serve_green<'py>(
+        &self,
+        py: Python<'py>,
+        conn: &Bound<'py, Connection>,
+        server: &Bound<'py, PyAny>,
+        worker: &Bound<'py, PyAny>,
+    ) -> PyResult<(u8, Option<Bound<'py, PyAny>>)> {
+        let Some(waits) = self.waits.as_ref() else {
+            return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "serve_green() needs cooperate() first",
+            ));
         };
-        let head_size = head.header.head_size();
-        let block = data.get(HEADER_SIZE..head_size).unwrap_or_default();
-        let body = data.get(head_size..).unwrap_or_default();
-        let peer = || peer_strings(py, addr);
-        let trusted = || settings.trusts(addr);
-        let resp = Bound::new(
-            py,
-            Response::over_socket(
-                py,
-                py.None(),
-                writer,
-                head.is_head(block),
-                settings.sendfile,
-            )?,
-        )?;
-        let exchange = Exchange {
-            head: &head,
-            block,
-            body,
-            socket: client,
-            peer: &peer,
-            trusted: &trusted,
-            server,
+        let c = conn.get();
+        let allowed = c
+            .peer()
+            .ip()
+            .is_none_or(|ip| self.settings.get().allow.allows(ip));
+        let mut buf = Vec::new();
+        let received = if allowed {
+            self.receive_green(py, c, waits, &mut buf)?
+        } else {
+            Received::Handoff(0.0)
         };
-        match self.exchange(py, &exchange, &resp) {
-            Ok(()) => Ok((outcome::FULL, None)),
-            Err(e) if leaving(py, &e, worker)? => Err(e),
-            Err(e) => {
-                if !resp.borrow().headers_sent() {
-                    // The peer may be gone already: the failure is reported either way.
-                    let _ = writer.call_method1(
-                        pyo3::intern!(py, "sendall"),
-                        (PyBytes::new(py, &answer_500()),),
-                    );
+        match received {
+            Received::Closed => {
+                c.close(py)?;
+                Ok((outcome::CLOSED, None))
+            }
+            Received::Handoff(waited) => {
+                let Some(fd) = c.take_fd() else {
+                    return Ok((outcome::CLOSED, None));
+                };
+                let handed = (fd.into_raw_fd(), PyBytes::new(py, &buf), waited);
+                Ok((outcome::HANDOFF, Some(handed.into_pyobject(py)?.into_any())))
+            }
+            Received::Complete(head) => {
+                match self.respond(py, server, conn, &buf, &head, worker, Some(waits))? {
+                    None => Ok((outcome::FULL, None)),
+                    Some(e) => {
+                        let block = buf
+                            .get(HEADER_SIZE..head.header.head_size())
+                            .unwrap_or_default();
+                        let failure = (e.into_value(py), describe(&head, block));
+                        Ok((outcome::FAILED, Some(failure.into_pyobject(py)?.into_any())))
+                    }
                 }
-                let failure = (
-                    e.into_value(py).into_bound(py).into_any(),
-                    describe(&head, block),
-                );
-                Ok((outcome::FAILED, Some(failure)))
             }
         }
     }

@@ -1,11 +1,13 @@
 //! The response writer handed to WSGI applications (R1–R7): `start_response`, `write`,
 //! `wsgi.file_wrapper` over `sendfile(2)`, and the end-of-response checks.
 //!
-//! It writes straight to the connection's descriptor when it has one (a plain blocking socket),
-//! else through the Python socket's `sendall` (TLS, or a socket with a Python-level timeout).
-//! Blocking sends release the GIL.
+//! It writes straight to the connection's descriptor when it has one (a plain blocking socket,
+//! or the gevent worker's non-blocking one with its cooperative waits), else through the Python
+//! socket's `sendall` (TLS, or a socket with a Python-level timeout). Blocking sends release
+//! the GIL.
 
 use std::os::fd::{BorrowedFd, RawFd};
+use std::sync::Arc;
 
 use pyo3::exceptions::{PyAssertionError, PyTypeError};
 use pyo3::prelude::*;
@@ -15,6 +17,7 @@ use pyo3::types::{PyByteArray, PyBytes, PyMemoryView, PyString, PyTuple};
 use crate::core::response_head::{self, ResponseHead};
 use crate::exceptions::{os_error, response_error};
 use crate::net;
+use crate::wsgi::connection::Waits;
 
 /// Bodies up to this size leave in the same write as the head (R5).
 pub const SMALL_BODY: usize = 65536;
@@ -108,6 +111,9 @@ pub struct Response {
     #[pyo3(get, set)]
     sent: u64,
     warned_no_body: bool,
+    /// Set when `fd` is non-blocking and a full socket buffer is waited for cooperatively
+    /// (the gevent worker); else a send blocks up to the socket's `SO_SNDTIMEO`.
+    waits: Option<Arc<Waits>>,
 }
 
 impl Response {
@@ -135,6 +141,15 @@ impl Response {
             headers_sent: false,
             sent: 0,
             warned_no_body: false,
+            waits: None,
+        }
+    }
+
+    /// Waits for a full socket buffer with `waits` (`fd` is non-blocking).
+    pub fn cooperative(self, waits: Arc<Waits>) -> Self {
+        Self {
+            waits: Some(waits),
+            ..self
         }
     }
 
@@ -192,10 +207,19 @@ impl Response {
     fn send(&self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
         match self.direct_handle(py)? {
             Some(fd) => {
-                let done = net::send_ready(fd, data).map_err(|e| os_error(&e))?;
-                if let Some(rest) = data.get(done..).filter(|r| !r.is_empty()) {
-                    py.detach(|| net::send_all(fd, rest))
-                        .map_err(|e| os_error(&e))?;
+                let mut done = net::send_ready(fd, data).map_err(|e| os_error(&e))?;
+                while let Some(rest) = data.get(done..).filter(|r| !r.is_empty()) {
+                    match &self.waits {
+                        Some(waits) => {
+                            waits.writable(py, self.fd)?;
+                            done += net::send_ready(fd, rest).map_err(|e| os_error(&e))?;
+                        }
+                        None => {
+                            py.detach(|| net::send_all(fd, rest))
+                                .map_err(|e| os_error(&e))?;
+                            break;
+                        }
+                    }
                 }
                 Ok(())
             }
@@ -318,12 +342,23 @@ impl Response {
         if size == 0 {
             return Ok(true);
         }
-        let sent = match self.direct_handle(py)? {
-            Some(out) => py
+        let sent = match (self.direct_handle(py)?, &self.waits) {
+            (Some(out), None) => py
                 .detach(|| net::send_file(out, file, offset, size))
                 .map_err(|e| os_error(&e))?,
+            (Some(out), Some(waits)) => {
+                let mut sent = 0;
+                loop {
+                    sent += net::send_file_ready(out, file, offset + sent, size - sent)
+                        .map_err(|e| os_error(&e))?;
+                    if sent >= size {
+                        break sent;
+                    }
+                    waits.writable(py, self.fd)?;
+                }
+            }
             // A wrapped socket: its own sendfile (which falls back to send for TLS).
-            None => self
+            (None, _) => self
                 .sock
                 .bind(py)
                 .call_method1("sendfile", (&filelike, offset, size))?

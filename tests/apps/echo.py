@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 
 _SKIP = ("wsgi.", "gunicorn.")
@@ -124,6 +125,14 @@ def app(environ, start_response):
         start_response(
             "200 OK",
             [("Content-Type", "text/plain"), ("Content-Length", str(os.path.getsize(__file__)))],
+        )
+        return environ["wsgi.file_wrapper"](f)
+    if path == "/bigfile":
+        size = int(environ.get("QUERY_STRING") or 1048576)
+        f = tempfile.TemporaryFile()
+        f.truncate(size)
+        start_response(
+            "200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(size))]
         )
         return environ["wsgi.file_wrapper"](f)
     if path == "/sleep":

@@ -5,14 +5,16 @@ Needs gevent (``pip install gunicorn-uwsgi-rs[gevent]``); importing ``gunicorn_u
 
 from __future__ import annotations
 
-import time
+import socket
+from functools import partial
 from typing import Any
 
 import gevent
+from gevent.server import StreamServer
+from gevent.socket import wait_read, wait_write
 from gunicorn.workers import ggevent
 
-from gunicorn_uwsgi._native import SERVE_FAILED, SERVE_HANDOFF
-from gunicorn_uwsgi.parser import RECV_SIZE
+from gunicorn_uwsgi._native import SERVE_CLOSED, SERVE_FAILED, SERVE_HANDOFF
 from gunicorn_uwsgi.workers.base import UWSGIWorkerMixin
 
 
@@ -46,15 +48,37 @@ class GreenSocketWriter:
         return getattr(self.sock, name)
 
 
+class RustStreamServer(StreamServer):
+    """gevent's ``StreamServer`` for one listener, accepting in Rust: each connection's
+    greenlet gets the non-blocking descriptor (no gevent socket is made unless the Python path
+    needs one) and serves it in the Rust cycle. The pool, the full-pool pause, ``max_accept``,
+    ``close`` and ``stop`` are gevent's."""
+
+    def __init__(self, listener: Any, *, spawn: Any, worker: GeventWorker, **_: Any) -> None:
+        super().__init__(listener, handle=partial(worker.serve_connection, listener), spawn=spawn)
+        self.fast = worker.fast
+        self.listener_fd = listener.fileno()
+        self.listener_family = listener.family
+        if worker.cfg.workers > 1:
+            self.max_accept = 1  # leave the next connection to another worker process
+
+    def do_read(self) -> Any:
+        return self.fast.accept_green(self.listener_fd, self.listener_family)
+
+    def do_close(self, *args: Any) -> None:
+        pass  # a connection nobody served closes when it is dropped
+
+
 class GeventWorker(UWSGIWorkerMixin, ggevent.GeventWorker):
     """Many connections per process on gevent, like gunicorn's ``gevent`` worker.
 
-    gunicorn's setup is kept: the monkey-patching, one ``StreamServer`` per listener with a
-    pool of ``--worker-connections`` greenlets (a full pool stops accepting), the heartbeat,
-    and the graceful stop on ``TERM`` (G2). Each connection's greenlet reads the head through
-    the gevent socket into the same core as the other workers, runs the application and
-    writes the response (F5); waiting for the peer yields to the other greenlets. TLS
-    (``--certfile``) is done by the ``StreamServer``.
+    gunicorn's setup is kept: the monkey-patching, one server per listener with a pool of
+    ``--worker-connections`` greenlets (a full pool stops accepting), the heartbeat, and the
+    graceful stop on ``TERM`` (G2). Each connection's greenlet runs the same Rust cycle as the
+    other workers on the connection's non-blocking descriptor: waiting for the peer, either
+    way, yields to the other greenlets. Connections the Rust cycle hands over, and every
+    connection of a worker with request hooks, an access log or TLS (``--certfile``, done by
+    gevent's ``StreamServer``), take the Python path through a gevent socket.
     """
 
     # Greenlets run the application concurrently but never in parallel threads: E8 keeps
@@ -65,37 +89,33 @@ class GeventWorker(UWSGIWorkerMixin, ggevent.GeventWorker):
 
     def run(self) -> None:
         self.fast = self.fast_server()
+        if self.fast is not None:
+            self.fast.cooperate(wait_read, wait_write, self.uwsgi.timeout)
+            # gunicorn's run() makes each listener's server with server_class when it is set.
+            self.server_class = partial(RustStreamServer, worker=self)
         super().run()
 
+    def serve_connection(self, listener: Any, conn: Any, addr: Any) -> None:
+        """The greenlet of one connection accepted in Rust."""
+        code, extra = self.fast.serve_green(conn, self.sockname(listener), self)
+        if code == SERVE_HANDOFF:
+            fd, data, waited = extra
+            client = socket.socket(listener.family, socket.SOCK_STREAM, 0, fd)
+            client.settimeout(self.uwsgi.timeout)
+            self.handle_connection(listener, client, addr, data, waited)
+        elif code == SERVE_CLOSED:
+            self.log.debug("uwsgi peer closed before sending a request")
+        else:
+            self.count_request()
+            if code == SERVE_FAILED:
+                exc, what = extra
+                self.request_failed(exc, addr, what)
+
     def handle(self, listener: Any, client: Any, addr: Any) -> None:
-        """The greenlet of one connection (``StreamServer``'s handler): one receive through
-        the gevent socket, then the request cycle the other workers run in Rust when those
-        bytes are the whole request (the response goes out through the gevent socket, so a
-        slow peer yields to the other greenlets); else, or with request hooks, an access log
-        or TLS, the Python path."""
+        """The greenlet of one connection of gevent's own ``StreamServer``: the Python path."""
         # gevent sockets are non-blocking underneath: the read timeout (F8) is gevent's own.
         client.settimeout(self.uwsgi.timeout)
-        fast = self.fast
-        if fast is None or not self.uwsgi.allow.allows(addr):
-            self.handle_connection(listener, client, addr)
-            return
-        started = time.monotonic()
-        try:
-            data = client.recv(RECV_SIZE)
-        except OSError:
-            data = b""  # the Python path meets the same error, or the spent budget (F8)
-        if data:
-            code, failure = fast.serve_received(
-                client, addr, data, self.sockname(listener), self.response_socket(client), self
-            )
-            if code != SERVE_HANDOFF:
-                self.count_request()
-                if code == SERVE_FAILED:
-                    exc, what = failure
-                    self.request_failed(exc, addr, what)
-                client.close()
-                return
-        self.handle_connection(listener, client, addr, data, time.monotonic() - started)
+        self.handle_connection(listener, client, addr)
 
     def wrap_client(self, client: Any) -> Any:
         return client  # the StreamServer has wrapped it in TLS already, when configured
