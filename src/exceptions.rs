@@ -42,12 +42,6 @@ pub fn protocol_error(py: Python<'_>, err: &ProtocolError) -> PyErr {
     raise(py, class, err.to_string())
 }
 
-/// A peer outside `uwsgi_allow_ips` (A2): 403.
-#[cold]
-pub fn forbidden(py: Python<'_>, host: String) -> PyErr {
-    raise(py, "ForbiddenUWSGIRequest", host)
-}
-
 /// An invalid response head: the application gets this from `start_response` (R1).
 #[cold]
 pub fn response_error(py: Python<'_>, err: &ResponseError) -> PyErr {

@@ -8,7 +8,7 @@
 //!   boundary, Rust errors to Python exceptions; [`pystr`]: latin-1 bytes to `str`. These three
 //!   are shared by every interface and by the py surface.
 //! - [`wsgi`]: the WSGI interface (environ, body reader, response writer, serve loop).
-//! - [`py`]: the Python classes over the core values and gunicorn's request object and parser.
+//! - [`py`]: the Python classes over the core values, and gunicorn's request object.
 //! - this file: the module declaration and its one export list.
 
 pub mod core;
@@ -24,11 +24,11 @@ use pyo3::prelude::*;
 mod _native {
     #[pymodule_export]
     use crate::py::bindings::{
-        claim_missing_method_warning, error_response, parse, response_head, PyAllowList, PyHead,
-        PyLimits,
+        claim_missing_method_warning, error_response, parse, reason, response_head, PyAllowList,
+        PyHead, PyLimits,
     };
     #[pymodule_export]
-    use crate::py::request::{create, request, Parser, Request};
+    use crate::py::request::{request, Request};
     #[pymodule_export]
     use crate::wsgi::connection::Connection;
     #[pymodule_export]

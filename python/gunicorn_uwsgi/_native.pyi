@@ -1,7 +1,7 @@
 """Type stubs for the Rust extension ``gunicorn_uwsgi._native``."""
 
 from collections.abc import Callable, Iterable
-from typing import Any, ClassVar, TypeVar, final, overload
+from typing import Any, TypeVar, final, overload
 
 _T = TypeVar("_T")
 
@@ -23,13 +23,12 @@ __all__ = [
     "Limits",
     "Response",
     "Settings",
-    "UWSGIParser",
     "UWSGIRequest",
     "__version__",
     "claim_missing_method_warning",
-    "create",
     "error_response",
     "parse",
+    "reason",
     "request",
     "response_head",
     "write_result",
@@ -163,35 +162,6 @@ class UWSGIRequest:
     def should_close(self) -> bool: ...
     def force_close(self) -> None: ...
 
-@final
-class UWSGIParser:
-    """gunicorn's parser interface: ``UWSGIParser(cfg, source, source_addr)``."""
-
-    mesg_class: ClassVar[type[UWSGIRequest]]
-    def __new__(cls, cfg: Any, source: Any, source_addr: Any) -> UWSGIParser: ...
-    @property
-    def cfg(self) -> Any: ...
-    @property
-    def source(self) -> Any: ...
-    @property
-    def source_addr(self) -> Any: ...
-    @property
-    def settings(self) -> Any: ...
-    @property
-    def mesg(self) -> UWSGIRequest | None: ...
-    @property
-    def req_count(self) -> int: ...
-    def __iter__(self) -> UWSGIParser: ...
-    def __next__(self) -> UWSGIRequest: ...
-
-def create(
-    req: UWSGIRequest,
-    sock: Any,
-    client: Any,
-    server: Any,
-    cfg: Any,
-    settings: Any = None,
-) -> tuple[Response, dict[str, Any]]: ...
 def request(data: bytes, limits: Limits, peer: Any, req_number: int = 1) -> UWSGIRequest | int: ...
 
 @final
@@ -208,6 +178,7 @@ def response_head(
     status: str, headers: Iterable[tuple[str, str]], is_head: bool
 ) -> tuple[bytes, int, int | None, bool]: ...
 def error_response(status: int, message: str) -> bytes: ...
+def reason(status: int) -> str: ...
 def claim_missing_method_warning() -> bool: ...
 
 @final

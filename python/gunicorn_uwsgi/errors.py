@@ -17,6 +17,7 @@ except ImportError:  # pragma: no cover - depends on the installed gunicorn
 from gunicorn.http import errors as _http_errors
 
 from gunicorn_uwsgi._native import HEADER_SIZE
+from gunicorn_uwsgi._native import reason as _reason
 
 
 def _base(name: str, default: type) -> type:
@@ -29,7 +30,7 @@ class UWSGIError(_base("UWSGIParseException", Exception)):  # type: ignore[misc]
     """Base class of every protocol error: a refused uwsgi packet."""
 
     code = 400
-    reason = "Bad Request"
+    reason = _reason(400)
 
     def __init__(self, msg: str = "") -> None:
         self.msg = msg
@@ -56,7 +57,7 @@ class UnsupportedModifier(UWSGIError, _base("UnsupportedModifier", object)):  # 
     """modifier1 other than 0 or 30 (F4): 501."""
 
     code = 501
-    reason = "Not Implemented"
+    reason = _reason(501)
 
     def __init__(self, modifier: int) -> None:
         self.modifier = modifier
@@ -70,7 +71,7 @@ class ForbiddenUWSGIRequest(UWSGIError, _base("ForbiddenUWSGIRequest", object)):
     """The peer is not in ``uwsgi_allow_ips`` (A4): 403."""
 
     code = 403
-    reason = "Forbidden"
+    reason = _reason(403)
 
     def __init__(self, host: str) -> None:
         self.host = host
@@ -85,21 +86,21 @@ class LimitRequestLine(UWSGIError):
     """``REQUEST_URI`` over ``limit_request_line`` (V4): 414."""
 
     code = 414
-    reason = "URI Too Long"
+    reason = _reason(414)
 
 
 class LimitRequestHeaders(UWSGIError):
     """Too many vars or header vars, or one too large (V4): 431."""
 
     code = 431
-    reason = "Request Header Fields Too Large"
+    reason = _reason(431)
 
 
 class RequestBodyTooLarge(UWSGIError):
     """``CONTENT_LENGTH`` larger than any body that can be framed: 413."""
 
     code = 413
-    reason = "Content Too Large"
+    reason = _reason(413)
 
 
 class ClientDisconnected(ConnectionResetError):
@@ -154,7 +155,7 @@ class ConfigurationProblem(_http_errors.ConfigurationProblem):
     """``PATH_INFO`` does not start with the ``SCRIPT_NAME`` environment variable (E3): 500."""
 
     code = 500
-    reason = "Internal Server Error"
+    reason = _reason(500)
 
 
 _InvalidHeaderName = getattr(_http_errors, "InvalidResponseHeaderName", ValueError)

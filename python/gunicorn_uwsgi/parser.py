@@ -7,9 +7,9 @@ from typing import Any, cast
 
 from gunicorn_uwsgi import _native
 from gunicorn_uwsgi.body import Body, WaitBudget
-from gunicorn_uwsgi.errors import IncompleteHead
+from gunicorn_uwsgi.errors import ForbiddenUWSGIRequest, IncompleteHead
 from gunicorn_uwsgi.message import UWSGIRequest
-from gunicorn_uwsgi.settings import ProtocolSettings
+from gunicorn_uwsgi.settings import ProtocolSettings, settings_for
 
 #: One receive usually carries the header, the vars and the body (nginx sends them together).
 RECV_SIZE = 65536
@@ -94,11 +94,60 @@ class _IterSource:
         return next(self._it, b"")
 
 
-#: gunicorn's parser interface for uwsgi: ``UWSGIParser(cfg, source, source_addr)``, with
-#: ``cfg``, ``source``, ``source_addr``, ``settings``, ``mesg`` and ``req_count``. ``source`` is
-#: a socket or an iterable of bytes. Iterating yields the connection's one request (F5) and
-#: then stops; the allow list is checked first (A4). A source that is an iterable has its first
-#: string parsed in one native call; a socket goes through ``read_request``. ``mesg_class`` is
-#: the request class (``gunicorn_uwsgi.message.UWSGIRequest``); a request's ``scheme`` is set
-#: at parse time (E7).
-UWSGIParser = _native.UWSGIParser
+class UWSGIParser:
+    """gunicorn's parser interface for uwsgi: ``UWSGIParser(cfg, source, source_addr)``, with
+    ``cfg``, ``source``, ``source_addr``, ``settings`` (compiled once per ``cfg``), ``mesg``
+    and ``req_count``. ``source`` is a socket or an iterable of byte strings. Iterating yields
+    the connection's one request (F5) and then stops; the allow list is checked first (A4). An
+    iterable's first string is parsed in one native call when it holds the whole request;
+    anything else goes through ``read_request``. A request's ``scheme`` is set at parse time
+    (E7)."""
+
+    #: The request class the parser yields, as gunicorn's parsers have it.
+    mesg_class = UWSGIRequest
+
+    def __init__(self, cfg: Any, source: Any, source_addr: Any) -> None:
+        self.cfg = cfg
+        self.source = source
+        self.source_addr = source_addr
+        self.settings = settings_for(cfg)
+        self.mesg: UWSGIRequest | None = None
+        self.req_count = 0
+        # A list or tuple of strings is the usual iterable source; anything else is a socket
+        # when it has ``recv``.
+        self._sequence = isinstance(source, (list, tuple))
+        self._iterable = self._sequence or not hasattr(source, "recv")
+        if self._iterable and not self._sequence:
+            iter(source)  # not iterable at all: say so now
+        self._done = False
+
+    def __iter__(self) -> UWSGIParser:
+        return self
+
+    def __next__(self) -> UWSGIRequest:
+        if self._done:
+            raise StopIteration
+        self._done = True
+        settings, peer = self.settings, self.source_addr
+        if not settings.allow.allows(peer):
+            raise ForbiddenUWSGIRequest(str(peer[0]))
+        if self._iterable:
+            req = self._read_chunks()
+        else:
+            req = read_request(self.source, peer, settings)
+        if req is None:
+            raise StopIteration
+        self.mesg = req
+        self.req_count = 1
+        return req
+
+    def _read_chunks(self) -> UWSGIRequest | None:
+        chunks = iter(self.source)
+        data = next(chunks, b"")
+        if not data:
+            return None
+        req = _request(data, self.settings.limits, self.source_addr, 1)
+        if isinstance(req, int) or req.body is None:
+            return read_request(_IterSource(chunks), self.source_addr, self.settings, 1, data)
+        req.resolve_scheme(self.settings.native, self.source_addr)
+        return req

@@ -111,8 +111,8 @@ _cache: weakref.WeakKeyDictionary[Any, ProtocolSettings] = weakref.WeakKeyDictio
 
 
 def settings_for(cfg: Any) -> ProtocolSettings:
-    """The settings compiled for ``cfg``, made on first use (for the public parser API; the
-    native parser and ``create`` keep the last ones they asked for)."""
+    """The settings compiled for ``cfg``, made on first use (for the public parser API and
+    ``create``)."""
     try:
         return _cache[cfg]
     except (KeyError, TypeError):

@@ -10,7 +10,7 @@ from typing import Any
 
 from gunicorn_uwsgi import _native
 from gunicorn_uwsgi.message import UWSGIRequest
-from gunicorn_uwsgi.settings import ProtocolSettings
+from gunicorn_uwsgi.settings import ProtocolSettings, settings_for
 
 #: Writes one response: ``HTTP/1.1`` status line, headers, body; never chunked (R1-R5).
 #: ``Response(req, sock, cfg, sendfile=True)``, with ``start_response``, ``write``,
@@ -31,7 +31,17 @@ def make_environ(
     return environ
 
 
-#: ``create(req, sock, client, server, cfg, settings=None)``: ``(response, environ)`` for a
-#: request, like ``gunicorn.http.wsgi.create``; ``settings`` defaults to the ones compiled for
-#: ``cfg``.
-create = _native.create
+def create(
+    req: UWSGIRequest,
+    sock: Any,
+    client: Any,
+    server: Any,
+    cfg: Any,
+    settings: ProtocolSettings | None = None,
+) -> tuple[Response, dict[str, Any]]:
+    """``(response, environ)`` for a request, like ``gunicorn.http.wsgi.create``; ``settings``
+    defaults to the ones compiled for ``cfg``."""
+    if settings is None:
+        settings = settings_for(cfg)
+    environ = make_environ(req, sock, client, server, settings)
+    return Response(req, sock, None, settings.sendfile), environ

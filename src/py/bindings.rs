@@ -272,6 +272,13 @@ pub fn error_response<'py>(py: Python<'py>, status: u16, message: &str) -> Bound
     )
 }
 
+/// The reason phrase the server's own answers use for this status (X1, X2): the exceptions'
+/// `reason` attributes take theirs from here.
+#[pyfunction]
+pub fn reason(status: u16) -> &'static str {
+    crate::core::response_head::reason(status)
+}
+
 /// An `AllowList` argument, as the core value (a copy, taken once per worker): how the
 /// interfaces' classes (`FastServer`) take one without naming the Python class.
 impl<'a, 'py> FromPyObject<'a, 'py> for allow::AllowList {

@@ -276,7 +276,7 @@ class UWSGIWorkerMixin:
             return
         if req is not None and getattr(self.log, "access_log_enabled", True):
             error_resp = Response(req, client, self.cfg)
-            error_resp.status = "500 Internal Server Error"
+            error_resp.status = f"500 {_native.reason(500)}"
             error_resp.sent = len(body)
             environ = {
                 "REQUEST_METHOD": req.method,
