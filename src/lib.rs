@@ -51,6 +51,11 @@ mod _native {
             "DEFAULT_ALLOW_IPS",
             crate::core::allow::DEFAULT_ALLOW.to_vec(),
         )?;
+        // Seconds a line of the Rust cycle's access log waits at most before it is written.
+        m.add(
+            "ACCESS_LOG_FLUSH_AFTER",
+            crate::wsgi::access::FLUSH_AFTER.as_secs_f64(),
+        )?;
         // How a FastServer.serve batch ended.
         use crate::wsgi::serve::outcome;
         for (name, code) in [

@@ -153,6 +153,20 @@ pub fn send_all(fd: BorrowedFd<'_>, data: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Writes everything to a file or pipe, blocking.
+pub fn write_all(fd: BorrowedFd<'_>, data: &[u8]) -> std::io::Result<()> {
+    let mut written = 0;
+    while let Some(rest) = data.get(written..).filter(|r| !r.is_empty()) {
+        match rustix::io::write(fd, rest) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => written += n,
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
 /// `sendfile(2)` of `count` bytes from `offset`, blocking; returns the bytes sent.
 pub fn send_file(
     out: BorrowedFd<'_>,

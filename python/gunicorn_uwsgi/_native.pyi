@@ -6,6 +6,7 @@ from typing import Any, TypeVar, final, overload
 _T = TypeVar("_T")
 
 __all__ = [
+    "ACCESS_LOG_FLUSH_AFTER",
     "DEFAULT_ALLOW_IPS",
     "HEADER_SIZE",
     "MAX_VARS",
@@ -38,6 +39,7 @@ __version__: str
 MAX_VARS: int
 HEADER_SIZE: int
 DEFAULT_ALLOW_IPS: list[str]
+ACCESS_LOG_FLUSH_AFTER: float
 SERVE_IDLE: int
 SERVE_FULL: int
 SERVE_CLOSED: int
@@ -255,6 +257,8 @@ class FastServer:
         debug: Any = None,
     ) -> FastServer: ...
     def serve(self, listener: int, family: int, server: Any, worker: Any, limit: int) -> int: ...
+    def log_access(self, handler: Any, format: str, strftime: Any) -> bool: ...
+    def flush_access(self) -> None: ...
     def cooperate(self, wait_read: Any, wait_write: Any, timeout: float) -> None: ...
     def accept_green(self, listener: int, family: int) -> tuple[Connection, Any] | None: ...
     def serve_green(self, conn: Connection, server: Any, worker: Any) -> tuple[int, Any]: ...

@@ -3,8 +3,10 @@
 //!
 //! Dependencies inside: `errors` and `kind` use nothing; `framing` uses `errors`; `keys` uses
 //! `kind`; `vars` uses `errors`, `framing`, `keys` and `kind`; `allow` and `response_head`
-//! stand alone (`response_head` uses `errors`).
+//! stand alone (`response_head` uses `errors`); `access` (the access log's format) stands
+//! alone.
 
+pub mod access;
 pub mod allow;
 pub mod errors;
 pub mod framing;

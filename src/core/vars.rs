@@ -120,6 +120,35 @@ impl Head {
         std::borrow::Cow::Owned(uri)
     }
 
+    /// The request headers as gunicorn lists them (`req.headers`, G3): `(NAME, value)` for
+    /// each `HTTP_*` var as sent (`HTTP_X_Y` as `X-Y`), and `CONTENT-TYPE`/`CONTENT-LENGTH`
+    /// when not empty, in arrival order; copies a later one wins over are left out (V3).
+    pub fn headers<'b>(&'b self, block: &'b [u8]) -> impl Iterator<Item = (Vec<u8>, &'b [u8])> {
+        let dashes = |name: &[u8]| -> Vec<u8> {
+            name.iter()
+                .map(|&b| if b == b'_' { b'-' } else { b })
+                .collect()
+        };
+        self.vars
+            .iter()
+            .filter(|v| !v.superseded)
+            .filter_map(move |var| {
+                let key = slice(block, var.raw.key);
+                let value = slice(block, var.raw.value);
+                match var.kind {
+                    Kind::Http | Kind::HiddenHttp => {
+                        Some((dashes(key.get(5..).unwrap_or_default()), value))
+                    }
+                    Kind::Control(Control::ContentType | Control::ContentLength)
+                        if !value.is_empty() =>
+                    {
+                        Some((dashes(key), value))
+                    }
+                    _ => None,
+                }
+            })
+    }
+
     /// The value of a control var, if it was sent.
     pub fn control_value<'b>(&self, block: &'b [u8], which: Control) -> Option<&'b [u8]> {
         let idx = *self.control.get(which as usize)?;

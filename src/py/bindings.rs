@@ -6,7 +6,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::core::allow;
 use crate::core::framing::{slice, HEADER_SIZE};
-use crate::core::kind::{Control, Kind};
+use crate::core::kind::Control;
 use crate::core::vars::{self, Progress};
 use crate::exceptions::{invalid_entry, protocol_error};
 use crate::wsgi::env;
@@ -148,27 +148,8 @@ impl PyHead {
     /// The request headers as gunicorn lists them: `(NAME, value)` pairs, `HTTP_X_Y` as `X-Y`.
     pub(crate) fn headers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let out = PyList::empty(py);
-        for var in self.head.vars.iter().filter(|v| !v.superseded) {
-            let key = slice(&self.block, var.raw.key);
-            let name: Vec<u8> = match var.kind {
-                Kind::Http | Kind::HiddenHttp => key
-                    .get(5..)
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|&b| if b == b'_' { b'-' } else { b })
-                    .collect(),
-                Kind::Control(Control::ContentType | Control::ContentLength) => {
-                    if slice(&self.block, var.raw.value).is_empty() {
-                        continue;
-                    }
-                    key.iter()
-                        .map(|&b| if b == b'_' { b'-' } else { b })
-                        .collect()
-                }
-                _ => continue,
-            };
-            let value = env::latin1(py, slice(&self.block, var.raw.value))?;
-            out.append((env::latin1(py, &name)?, value))?;
+        for (name, value) in self.head.headers(&self.block) {
+            out.append((env::latin1(py, &name)?, env::latin1(py, value)?))?;
         }
         Ok(out)
     }

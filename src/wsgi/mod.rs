@@ -2,6 +2,7 @@
 //! sync worker's serve loop. An interface folder uses the core, the socket calls and the shared
 //! PyO3 helpers, never the py surface; `src/asgi/` will hold the same file names.
 
+pub mod access;
 pub mod connection;
 pub mod env;
 pub mod reader;

@@ -15,13 +15,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyString};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 
 use crate::core::framing::HEADER_SIZE;
 use crate::core::kind::Control;
 use crate::core::response_head;
 use crate::core::vars::{self, Progress};
 use crate::net::{self, Accepted, Peer};
+use crate::wsgi::access::{AccessLog, Entry};
 use crate::wsgi::connection::{Connection, Waits};
 use crate::wsgi::env::{self, Context};
 use crate::wsgi::reader::BytesInput;
@@ -118,6 +119,8 @@ pub struct FastServer {
     peer: Option<Peer>,
     /// The cooperative waits of a gevent worker (`cooperate`).
     waits: Option<Arc<Waits>>,
+    /// gunicorn's access log, when the worker has one (`log_access`).
+    access: Option<AccessLog>,
 }
 
 /// What the gevent worker's first receives on a connection came to.
@@ -263,6 +266,37 @@ impl FastServer {
         }
     }
 
+    /// [`serve`](Self::serve)'s loop: up to `limit` connections while `worker.alive`, Python
+    /// signal handlers run between them, the heartbeat every [`BEAT_EVERY`], the access log
+    /// flushed when its lines have waited long enough.
+    fn batch(
+        &mut self,
+        py: Python<'_>,
+        listener: &Listener<'_, '_>,
+        worker: &Bound<'_, PyAny>,
+        limit: usize,
+    ) -> PyResult<u8> {
+        let mut beat = Instant::now();
+        while self.served < limit {
+            match self.step(py, listener, worker)? {
+                Step::Served => self.served += 1,
+                Step::End(code) => return Ok(code),
+            }
+            py.check_signals()?;
+            if !worker.getattr(pyo3::intern!(py, "alive"))?.is_truthy()? {
+                break;
+            }
+            if let Some(log) = self.access.as_ref().filter(|log| log.due()) {
+                log.flush(py)?;
+            }
+            if beat.elapsed() >= BEAT_EVERY {
+                worker.call_method0(pyo3::intern!(py, "notify"))?;
+                beat = Instant::now();
+            }
+        }
+        Ok(outcome::FULL)
+    }
+
     /// Builds the environ, runs the application, writes its response (E, R, X2) for the
     /// request `head` whose bytes, body included, are `data`; closes the connection. Returns
     /// the failure of a request the application or the connection failed (a 500 sent when
@@ -318,13 +352,31 @@ impl FastServer {
             trusted: &trusted,
             server,
         };
-        let result = self.exchange(py, &exchange, &resp);
+        let mut environ = None;
+        let result = self.exchange(py, &exchange, &resp, &mut environ);
         let failed = match result {
             Ok(()) => None,
             Err(e) => {
                 let exiting = leaving(py, &e, worker);
                 if !matches!(exiting, Ok(true)) && !resp.borrow().headers_sent() {
-                    conn.get().with_fd(send_500);
+                    let answer = answer_500();
+                    let sent = conn.get().with_fd(|fd| net::send_all(fd, &answer));
+                    if let (Some(Ok(())), Some(log), Some(environ)) =
+                        (sent, &self.access, environ.as_ref())
+                    {
+                        // The server's own 500, logged as the Python path logs it.
+                        let status = format!("500 {}", response_head::reason(500));
+                        let entry = Entry {
+                            environ,
+                            head,
+                            block,
+                            status: Some(PyString::new(py, &status).into_any()),
+                            headers: None,
+                            sent: answer.len() as u64,
+                            elapsed: Duration::ZERO,
+                        };
+                        self.log_line(py, log, &entry);
+                    }
                 }
                 match exiting {
                     Ok(false) => Some(e),
@@ -404,7 +456,9 @@ impl FastServer {
         py: Python<'py>,
         x: &Exchange<'_, 'py>,
         resp: &Bound<'py, Response>,
+        environ_out: &mut Option<Bound<'py, PyDict>>,
     ) -> PyResult<()> {
+        let started = Instant::now();
         let settings = self.settings.get();
         let input = Bound::new(py, BytesInput::new(PyBytes::new(py, x.body)))?.into_any();
         let ctx = Context {
@@ -430,11 +484,27 @@ impl FastServer {
             ))?;
         }
         let (environ, _) = env::build(py, x.head, x.block, &ctx)?;
+        *environ_out = Some(environ.clone());
         let out = self
             .app
             .bind(py)
             .call1((environ, resp.getattr(pyo3::intern!(py, "start_response"))?))?;
         let written = write_result(py, resp, &out, self.file_wrapper.bind(py));
+        // The line of a request whose application returned, before the iterable's close, as
+        // gunicorn's workers log it.
+        if let (Some(log), Some(environ)) = (&self.access, environ_out.as_ref()) {
+            let (status, headers, sent) = resp.borrow().logged(py);
+            let entry = Entry {
+                environ,
+                head: x.head,
+                block: x.block,
+                status,
+                headers,
+                sent,
+                elapsed: started.elapsed(),
+            };
+            self.log_line(py, log, &entry);
+        }
         // The iterable's close() is always called (R7).
         let closed =
             if out.is_exact_instance_of::<PyList>() || out.is_exact_instance_of::<PyBytes>() {
@@ -447,6 +517,14 @@ impl FastServer {
                 }
             };
         written.and(closed)
+    }
+
+    /// Adds a line to the access log; a line that cannot be made is reported on the error
+    /// log, as gunicorn reports it, and the request goes on.
+    fn log_line(&self, py: Python<'_>, log: &AccessLog, entry: &Entry<'_, '_>) {
+        if let Err(e) = log.record(py, entry) {
+            e.print(py);
+        }
     }
 }
 
@@ -476,11 +554,6 @@ fn leaving(py: Python<'_>, err: &PyErr, worker: &Bound<'_, PyAny>) -> PyResult<b
     let exit = err.is_instance_of::<pyo3::exceptions::PySystemExit>(py)
         || err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py);
     Ok(exit && !worker.getattr(pyo3::intern!(py, "alive"))?.is_truthy()?)
-}
-
-#[cold]
-fn send_500(fd: BorrowedFd<'_>) {
-    let _ = net::send_all(fd, &answer_500());
 }
 
 /// The answer to a request whose application failed before the response head was sent (X2).
@@ -555,6 +628,7 @@ impl FastServer {
             error: None,
             peer: None,
             waits: None,
+            access: None,
         }
     }
 
@@ -577,22 +651,27 @@ impl FastServer {
         let fd = unsafe { net::borrow(listener) };
         let listener = Listener { fd, family, server };
         self.served = 0;
-        let mut beat = Instant::now();
-        while self.served < limit {
-            match self.step(py, &listener, worker)? {
-                Step::Served => self.served += 1,
-                Step::End(code) => return Ok(code),
-            }
-            py.check_signals()?;
-            if !worker.getattr(pyo3::intern!(py, "alive"))?.is_truthy()? {
-                break;
-            }
-            if beat.elapsed() >= BEAT_EVERY {
-                worker.call_method0(pyo3::intern!(py, "notify"))?;
-                beat = Instant::now();
-            }
+        let code = self.batch(py, &listener, worker, limit);
+        // The batch's access lines go out before the worker does anything else.
+        self.flush_access(py)?;
+        code
+    }
+
+    /// Buffers the access log's lines in `handler`'s stream's way: `format` is gunicorn's
+    /// `access_log_format`, `strftime` is `time.strftime` (for `t`). Returns False, and logs
+    /// nothing, when the format is not one the Rust cycle writes (a conversion other than
+    /// `%(name)s`): the worker then keeps gunicorn's own logging.
+    fn log_access(&mut self, handler: Py<PyAny>, format: &str, strftime: Py<PyAny>) -> bool {
+        self.access = AccessLog::new(format, handler, strftime);
+        self.access.is_some()
+    }
+
+    /// Writes the buffered access lines.
+    fn flush_access(&self, py: Python<'_>) -> PyResult<()> {
+        match &self.access {
+            Some(log) => log.flush(py),
+            None => Ok(()),
         }
-        Ok(outcome::FULL)
     }
 
     /// Makes this the cycle of a worker whose connections wait cooperatively (the gevent
@@ -675,7 +754,11 @@ impl FastServer {
                 Ok((outcome::HANDOFF, Some(handed.into_pyobject(py)?.into_any())))
             }
             Received::Complete(head) => {
-                match self.respond(py, server, conn, &buf, &head, worker, Some(waits))? {
+                let served = self.respond(py, server, conn, &buf, &head, worker, Some(waits));
+                if let Some(log) = self.access.as_ref().filter(|log| log.due()) {
+                    log.flush(py)?;
+                }
+                match served? {
                     None => Ok((outcome::FULL, None)),
                     Some(e) => {
                         let block = buf

@@ -168,6 +168,19 @@ impl Response {
         })
     }
 
+    /// What the access log takes from the response: the status and headers as the application
+    /// gave them, the body bytes sent.
+    pub fn logged<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> (Option<Bound<'py, PyAny>>, Option<Bound<'py, PyAny>>, u64) {
+        (
+            self.status.as_ref().map(|s| s.bind(py).clone()),
+            self.headers.as_ref().map(|h| h.bind(py).clone()),
+            self.sent,
+        )
+    }
+
     /// Whether the head has been written.
     pub fn headers_sent(&self) -> bool {
         self.headers_sent

@@ -11,7 +11,7 @@ import socket
 import struct
 import time
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from gunicorn import glogging
@@ -73,6 +73,46 @@ def _is_loopback_bind(address: str) -> bool:
 def _is_default(cfg: Any, hook: str) -> bool:
     setting = cfg.settings.get(hook)
     return setting is not None and getattr(cfg, hook) is setting.default
+
+
+def rust_access_log(log: Any, cfg: Any) -> tuple[logging.Handler, str] | None:
+    """``(handler, access_log_format)`` when gunicorn's access log is one the Rust cycle
+    writes itself, byte for byte as gunicorn's ``Logger.access`` would: gunicorn's own logger
+    class, one plain file or stdout handler with its ``%(message)s`` formatter, in UTF-8, no
+    filters, no ``logconfig``/``logconfig_dict``/``logconfig_json`` or syslog. Anything else
+    (a logger class of its own, such as statsd's, which counts in ``access``) keeps gunicorn's
+    logging, on the Python path."""
+    if type(log) is not glogging.Logger:
+        return None
+    if (
+        cfg.logconfig
+        or getattr(cfg, "logconfig_dict", None)
+        or getattr(cfg, "logconfig_json", None)
+        or (cfg.syslog and not getattr(cfg, "disable_redirect_access_to_syslog", False))
+    ):
+        return None
+    access = log.access_log
+    if access.filters or access.propagate or not access.isEnabledFor(logging.INFO):
+        return None
+    if len(access.handlers) != 1:
+        return None
+    handler = access.handlers[0]
+    if type(handler) not in (logging.FileHandler, logging.StreamHandler):
+        return None
+    if handler.filters or handler.level > logging.INFO or handler.terminator != "\n":
+        return None
+    formatter = handler.formatter
+    if type(formatter) is not logging.Formatter or formatter._fmt != "%(message)s":
+        return None
+    stream = getattr(handler, "stream", None)
+    encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "").replace("_", "")
+    if encoding != "utf8":
+        return None
+    try:
+        stream.fileno()  # type: ignore[union-attr]
+    except (AttributeError, OSError, ValueError):
+        return None
+    return handler, str(cfg.access_log_format)
 
 
 def _access_log_enabled(log: Any, cfg: Any) -> bool:
@@ -175,9 +215,13 @@ class UWSGIWorkerMixin:
             or settings.is_ssl
             or not _is_default(cfg, "pre_request")
             or not _is_default(cfg, "post_request")
-            or _access_log_enabled(self.log, cfg)
         ):
             return None
+        access = None
+        if _access_log_enabled(self.log, cfg):
+            access = rust_access_log(self.log, cfg)
+            if access is None:
+                return None
         # gunicorn's default pre_request hook logs "METHOD PATH" at debug level.
         debug = self.log.debug if self.log.error_log.isEnabledFor(logging.DEBUG) else None
         fast = _native.FastServer(
@@ -187,6 +231,11 @@ class UWSGIWorkerMixin:
             settings.base_environ["wsgi.file_wrapper"],
             debug,
         )
+        if access is not None:
+            handler, fmt = access
+            if not fast.log_access(handler, fmt, time.strftime):
+                return None
+            self.log.debug("access log lines written by the Rust cycle")
         if len(self.sockets) > 1:
             # The worker's own wait covers every listener (F8: no connection waits behind a
             # wait on another listener).
@@ -259,9 +308,16 @@ class UWSGIWorkerMixin:
         except OSError:
             self.log.debug("could not send the %d answer to %s", code, peer_name(addr))
 
-    def app_error(self, req: UWSGIRequest | None, client: Any, addr: Any, resp: Any) -> None:
+    def app_error(
+        self,
+        req: UWSGIRequest | None,
+        client: Any,
+        addr: Any,
+        resp: Any,
+        environ: dict[str, Any] | None = None,
+    ) -> None:
         """An exception from the application: logged with its traceback, a 500 when nothing
-        was sent yet (X2)."""
+        was sent yet (X2), and its access line (the request's environ when it was made)."""
         if req is not None:
             self.log.exception("Error handling request %s %s", req.method, req.uri)
         else:
@@ -278,13 +334,14 @@ class UWSGIWorkerMixin:
             error_resp = Response(req, client, self.cfg)
             error_resp.status = f"500 {_native.reason(500)}"
             error_resp.sent = len(body)
-            environ = {
-                "REQUEST_METHOD": req.method,
-                "RAW_URI": req.uri,
-                "SERVER_PROTOCOL": "HTTP/{}.{}".format(*req.version),
-                "REMOTE_ADDR": req.remote_addr[0] if isinstance(req.remote_addr, tuple) else "",
-            }
-            self.log.access(error_resp, req, environ, datetime.now() - datetime.now())
+            if not environ:
+                environ = {
+                    "REQUEST_METHOD": req.method,
+                    "RAW_URI": req.uri,
+                    "SERVER_PROTOCOL": "HTTP/{}.{}".format(*req.version),
+                    "REMOTE_ADDR": req.remote_addr[0] if isinstance(req.remote_addr, tuple) else "",
+                }
+            self.log.access(error_resp, req, environ, timedelta(0))
 
     def connection_error(self, addr: Any, exc: BaseException) -> None:
         """Peer hang-ups are debug noise (X3); stalls are dropped with a warning (F8)."""
@@ -331,9 +388,9 @@ class UWSGIWorkerMixin:
         except (SystemExit, KeyboardInterrupt) as e:
             if not self.alive:  # the worker's own exit (a signal, the arbiter's timeout abort)
                 raise
-            self.app_error(req, client, addr, getattr(e, "_uwsgi_response", None))
+            self.app_error(*failed(req, client, addr, e))
         except BaseException as e:  # the application failed (X2); the worker keeps serving
-            self.app_error(req, client, addr, getattr(e, "_uwsgi_response", None))
+            self.app_error(*failed(req, client, addr, e))
         finally:
             # A slow peer may have kept the worker for most of the read budget, and closing
             # may drain its input for a moment more: the arbiter must not take that for a
@@ -392,12 +449,20 @@ class UWSGIWorkerMixin:
             return resp
         except BaseException as e:
             e._uwsgi_response = resp  # type: ignore[attr-defined]
+            e._uwsgi_environ = environ  # type: ignore[attr-defined]
             raise
         finally:
             try:
                 self.cfg.post_request(self, req, environ, resp)
             except Exception:
                 self.log.exception("Exception in post_request hook")
+
+
+def failed(req: Any, client: Any, addr: Any, exc: BaseException) -> tuple[Any, ...]:
+    """``app_error``'s arguments for a request the application failed: what ``serve``
+    attached to the exception."""
+    resp = getattr(exc, "_uwsgi_response", None)
+    return req, client, addr, resp, getattr(exc, "_uwsgi_environ", None)
 
 
 def peer_name(addr: Any) -> str:

@@ -14,7 +14,12 @@ from gevent.server import StreamServer
 from gevent.socket import wait_read, wait_write
 from gunicorn.workers import ggevent
 
-from gunicorn_uwsgi._native import SERVE_CLOSED, SERVE_FAILED, SERVE_HANDOFF
+from gunicorn_uwsgi._native import (
+    ACCESS_LOG_FLUSH_AFTER,
+    SERVE_CLOSED,
+    SERVE_FAILED,
+    SERVE_HANDOFF,
+)
 from gunicorn_uwsgi.workers.base import UWSGIWorkerMixin
 
 
@@ -88,12 +93,25 @@ class GeventWorker(UWSGIWorkerMixin, ggevent.GeventWorker):
     fast: Any = None
 
     def run(self) -> None:
-        self.fast = self.fast_server()
-        if self.fast is not None:
-            self.fast.cooperate(wait_read, wait_write, self.uwsgi.timeout)
-            # gunicorn's run() makes each listener's server with server_class when it is set.
-            self.server_class = partial(RustStreamServer, worker=self)
-        super().run()
+        fast = self.fast = self.fast_server()
+        if fast is None:
+            super().run()
+            return
+        fast.cooperate(wait_read, wait_write, self.uwsgi.timeout)
+        # gunicorn's run() makes each listener's server with server_class when it is set.
+        self.server_class = partial(RustStreamServer, worker=self)
+        flusher = gevent.spawn(self.flush_access_log, fast)
+        try:
+            super().run()
+        finally:
+            flusher.kill()
+            fast.flush_access()
+
+    def flush_access_log(self, fast: Any) -> None:
+        """Writes the access lines the Rust cycle buffered, however quiet the worker is."""
+        while True:
+            gevent.sleep(ACCESS_LOG_FLUSH_AFTER)
+            fast.flush_access()
 
     def serve_connection(self, listener: Any, conn: Any, addr: Any) -> None:
         """The greenlet of one connection accepted in Rust."""
