@@ -44,6 +44,9 @@ mod _native {
     fn init(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
         use pyo3::types::PyModuleMethods;
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+        // The Rust cycle makes gunicorn's request object for the hooks with the py surface's
+        // class, which sits above the interfaces.
+        crate::wsgi::serve::register_hook_request(crate::py::request::for_hooks);
         m.add("MAX_VARS", crate::core::vars::MAX_VARS)?;
         m.add("HEADER_SIZE", crate::core::framing::HEADER_SIZE)?;
         // gunicorn's default for `uwsgi_allow_ips`, where gunicorn has no such setting (A1).

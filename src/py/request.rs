@@ -354,6 +354,32 @@ pub fn request<'py>(
     Ok(Bound::new(py, req)?.into_any())
 }
 
+/// gunicorn's request object for the hooks of a request the Rust cycle serves (G3): made from
+/// its head and vars block, `body` the environ's `wsgi.input`, `scheme` set, as the Python
+/// path's request has them when `pre_request` runs.
+pub fn for_hooks<'py>(
+    py: Python<'py>,
+    head: &vars::Head,
+    block: &[u8],
+    body: &Bound<'py, PyAny>,
+    peer: &Bound<'py, PyAny>,
+    req_number: usize,
+    settings: &Settings,
+) -> PyResult<Bound<'py, PyAny>> {
+    let mut req = Request {
+        head: Py::new(py, PyHead::new(head.clone(), block.to_vec()))?,
+        body: body.clone().unbind(),
+        peer_addr: peer.clone().unbind(),
+        req_number,
+        scheme: pyo3::intern!(py, "http").clone().into_any().unbind(),
+        must_close: true,
+        headers: None,
+        vars: None,
+    };
+    req.resolve_scheme(py, settings, peer)?;
+    Ok(Bound::new(py, req)?.into_any())
+}
+
 /// The `req` argument of `Response(req, sock, …)`: this module's request object says whether
 /// it is `HEAD` directly, any other object (gunicorn's own request) through `method`.
 impl<'a, 'py> FromPyObject<'a, 'py> for IsHead {

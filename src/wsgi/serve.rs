@@ -81,6 +81,32 @@ fn peer_tuple<'py>(py: Python<'py>, peer: Peer) -> PyResult<Bound<'py, PyAny>> {
     }
 }
 
+/// Makes gunicorn's request object (`req`) for the hooks of a request the cycle serves, from
+/// its head, vars block, `wsgi.input`, peer address, number and the settings. The class lives
+/// in the py surface, above the interfaces, which registers this at module init.
+pub type HookRequest = for<'py> fn(
+    Python<'py>,
+    &vars::Head,
+    &[u8],
+    &Bound<'py, PyAny>,
+    &Bound<'py, PyAny>,
+    usize,
+    &Settings,
+) -> PyResult<Bound<'py, PyAny>>;
+
+static HOOK_REQUEST: std::sync::OnceLock<HookRequest> = std::sync::OnceLock::new();
+
+/// Registers the [`HookRequest`] maker (once, at module init).
+pub fn register_hook_request(make: HookRequest) {
+    let _ = HOOK_REQUEST.set(make);
+}
+
+/// The worker's own `pre_request`/`post_request` hooks (None for gunicorn's defaults).
+struct Hooks {
+    pre: Option<Py<PyAny>>,
+    post: Option<Py<PyAny>>,
+}
+
 /// What a listener is, for the requests accepted from it.
 struct Listener<'a, 'py> {
     /// `None` for a negative number.
@@ -121,6 +147,8 @@ pub struct FastServer {
     waits: Option<Arc<Waits>>,
     /// gunicorn's access log, when the worker has one (`log_access`).
     access: Option<AccessLog>,
+    /// Request hooks of the worker's own (`call_hooks`).
+    hooks: Option<Hooks>,
 }
 
 /// What the gevent worker's first receives on a connection came to.
@@ -351,6 +379,8 @@ impl FastServer {
             peer: &peer_strings,
             trusted: &trusted,
             server,
+            peer_addr: peer,
+            worker,
         };
         let mut environ = None;
         let result = self.exchange(py, &exchange, &resp, &mut environ);
@@ -458,21 +488,66 @@ impl FastServer {
         resp: &Bound<'py, Response>,
         environ_out: &mut Option<Bound<'py, PyDict>>,
     ) -> PyResult<()> {
-        let started = Instant::now();
         let settings = self.settings.get();
         let input = Bound::new(py, BytesInput::new(PyBytes::new(py, x.body)))?.into_any();
-        let ctx = Context {
-            base: settings.base.bind(py),
-            input: &input,
-            socket: x.socket,
-            peer: x.peer,
-            script_name: &settings.script_name,
-            secure_headers: settings.secure_headers.as_ref(),
-            trusted: x.trusted,
-            is_ssl: false,
-            server: Some(x.server),
+        let Some(hooks) = &self.hooks else {
+            return self.run_app(py, x, resp, &input, environ_out);
         };
-        if let Some(debug) = &self.debug {
+        let number: usize = x.worker.getattr(pyo3::intern!(py, "nr"))?.extract()?;
+        let make = HOOK_REQUEST.get().ok_or_else(|| {
+            pyo3::exceptions::PyRuntimeError::new_err("no request class registered")
+        })?;
+        let req = make(
+            py,
+            x.head,
+            x.block,
+            &input,
+            &peer_tuple(py, x.peer_addr)?,
+            number + self.served + 1,
+            settings,
+        )?;
+        let ran = match &hooks.pre {
+            Some(pre) => pre.bind(py).call1((x.worker, &req)).map(drop),
+            None => Ok(()),
+        }
+        .and_then(|()| self.run_app(py, x, resp, &input, environ_out));
+        // post_request runs whatever happened; its own failure is logged, as gunicorn does.
+        if let Some(post) = &hooks.post {
+            let environ = match environ_out.as_ref() {
+                Some(e) => e.clone(),
+                None => PyDict::new(py),
+            };
+            if let Err(e) = post.bind(py).call1((x.worker, &req, environ, resp)) {
+                if !e.is_instance_of::<pyo3::exceptions::PyException>(py) {
+                    return Err(e);
+                }
+                let kwargs = PyDict::new(py);
+                kwargs.set_item("exc_info", e.into_value(py))?;
+                x.worker.getattr(pyo3::intern!(py, "log"))?.call_method(
+                    pyo3::intern!(py, "exception"),
+                    ("Exception in post_request hook",),
+                    Some(&kwargs),
+                )?;
+            }
+        }
+        ran
+    }
+
+    /// The environ, the application, its response, the access line and the iterable's close.
+    fn run_app<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Exchange<'_, 'py>,
+        resp: &Bound<'py, Response>,
+        input: &Bound<'py, PyAny>,
+        environ_out: &mut Option<Bound<'py, PyDict>>,
+    ) -> PyResult<()> {
+        let settings = self.settings.get();
+        if let (Some(debug), None) = (
+            &self.debug,
+            self.hooks.as_ref().and_then(|h| h.pre.as_ref()),
+        ) {
+            // gunicorn's default pre_request hook.
             let path = x
                 .head
                 .control_value(x.block, Control::PathInfo)
@@ -483,6 +558,18 @@ impl FastServer {
                 env::latin1(py, path)?,
             ))?;
         }
+        let started = Instant::now();
+        let ctx = Context {
+            base: settings.base.bind(py),
+            input,
+            socket: x.socket,
+            peer: x.peer,
+            script_name: &settings.script_name,
+            secure_headers: settings.secure_headers.as_ref(),
+            trusted: x.trusted,
+            is_ssl: false,
+            server: Some(x.server),
+        };
         let (environ, _) = env::build(py, x.head, x.block, &ctx)?;
         *environ_out = Some(environ.clone());
         let out = self
@@ -544,6 +631,9 @@ struct Exchange<'a, 'py> {
     trusted: &'a dyn Fn() -> PyResult<bool>,
     /// The listening address (E5).
     server: &'a Bound<'py, PyAny>,
+    /// The peer, for the hooks' `req.peer_addr`.
+    peer_addr: Peer,
+    worker: &'a Bound<'py, PyAny>,
 }
 
 /// Whether `err` is the worker's own exit raised in the application: `SystemExit` or
@@ -629,6 +719,7 @@ impl FastServer {
             peer: None,
             waits: None,
             access: None,
+            hooks: None,
         }
     }
 
@@ -664,6 +755,18 @@ impl FastServer {
     fn log_access(&mut self, handler: Py<PyAny>, format: &str, strftime: Py<PyAny>) -> bool {
         self.access = AccessLog::new(format, handler, strftime);
         self.access.is_some()
+    }
+
+    /// Calls the worker's own request hooks around each request, as gunicorn's workers do:
+    /// `pre_request(worker, req)` before the environ is built and `post_request(worker, req,
+    /// environ, resp)` after the response, whatever happened (G3). None leaves gunicorn's
+    /// default (the debug line of `pre_request`, nothing for `post_request`).
+    #[pyo3(signature = (pre_request=None, post_request=None))]
+    fn call_hooks(&mut self, pre_request: Option<Py<PyAny>>, post_request: Option<Py<PyAny>>) {
+        self.hooks = (pre_request.is_some() || post_request.is_some()).then_some(Hooks {
+            pre: pre_request,
+            post: post_request,
+        });
     }
 
     /// Writes the buffered access lines.

@@ -206,16 +206,12 @@ class UWSGIWorkerMixin:
 
     def fast_server(self) -> Any:
         """The Rust request cycle (``_native.FastServer``: accept, receive, parse, environ,
-        application, response, close), or None when the worker needs the Python one: request
-        hooks of its own, an access log, or TLS. ``GUNICORN_UWSGI_FAST_PATH=0`` turns it off.
+        application, response, close, with the worker's request hooks and gunicorn's access
+        log), or None when the worker needs the Python one: TLS, or logging the Rust cycle
+        does not write itself (``rust_access_log``). ``GUNICORN_UWSGI_FAST_PATH=0`` turns it off.
         A threaded worker makes one per thread."""
         cfg, settings = self.cfg, self.uwsgi
-        if (
-            os.environ.get("GUNICORN_UWSGI_FAST_PATH", "1") == "0"
-            or settings.is_ssl
-            or not _is_default(cfg, "pre_request")
-            or not _is_default(cfg, "post_request")
-        ):
+        if os.environ.get("GUNICORN_UWSGI_FAST_PATH", "1") == "0" or settings.is_ssl:
             return None
         access = None
         if _access_log_enabled(self.log, cfg):
@@ -231,6 +227,9 @@ class UWSGIWorkerMixin:
             settings.base_environ["wsgi.file_wrapper"],
             debug,
         )
+        pre = None if _is_default(cfg, "pre_request") else cfg.pre_request
+        post = None if _is_default(cfg, "post_request") else cfg.post_request
+        fast.call_hooks(pre, post)
         if access is not None:
             handler, fmt = access
             if not fast.log_access(handler, fmt, time.strftime):
