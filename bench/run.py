@@ -49,6 +49,12 @@ SERVERS = (
     "gunicorn-gthread",
     "ours-gevent",
     "gunicorn-gevent",
+    "ours-log",
+    "ours-hook",
+    "ours-thread-log",
+    "ours-gevent-log",
+    "gunicorn-log",
+    "uwsgi-log",
 )
 #: What runs without --servers: the sync workers and the uWSGI server.
 DEFAULT_SERVERS = ("ours", "gunicorn", "uwsgi")
@@ -62,6 +68,12 @@ LABELS = {
     "gunicorn-gthread": f"gunicorn --protocol uwsgi -k gthread --threads {THREADS}",
     "ours-gevent": "gunicorn_uwsgi.GeventWorker",
     "gunicorn-gevent": "gunicorn --protocol uwsgi -k gevent",
+    "ours-log": "gunicorn_uwsgi.SyncWorker --access-logfile FILE",
+    "ours-hook": "gunicorn_uwsgi.SyncWorker with a post_request hook",
+    "ours-thread-log": f"gunicorn_uwsgi.ThreadWorker --threads {THREADS} --access-logfile FILE",
+    "ours-gevent-log": "gunicorn_uwsgi.GeventWorker --access-logfile FILE",
+    "gunicorn-log": "gunicorn --protocol uwsgi (sync) --access-logfile FILE",
+    "uwsgi-log": "uWSGI server (C), its request logging --logto FILE",
 }
 #: gunicorn options of each gunicorn-based server.
 WORKER_ARGS = {
@@ -74,6 +86,15 @@ WORKER_ARGS = {
     ],
     "ours-gevent": ["--worker-class", "gunicorn_uwsgi.GeventWorker"],
     "gunicorn-gevent": ["--protocol", "uwsgi", "--worker-class", "gevent"],
+}
+#: The servers with a request log, or a hook, run as the server they are named after plus it.
+LOGGED = {
+    "ours-log": "ours",
+    "ours-hook": "ours",
+    "ours-thread-log": "ours-thread",
+    "ours-gevent-log": "ours-gevent",
+    "gunicorn-log": "gunicorn",
+    "uwsgi-log": "uwsgi",
 }
 APPS = {"hello": "hello", "environ": "environ_json", "post64k": "post", "sleep10": "sleep10"}
 
@@ -150,19 +171,26 @@ class Server:
         self.tmp = tmp
         py = sys.executable
         bindir = Path(py).parent
-        if kind == "uwsgi":
+        base = LOGGED.get(kind, kind)
+        request_log = tmp / f"{kind}-requests.log"
+        if base == "uwsgi":
             sock = address[5:] if address.startswith("unix:") else address
             self.cmd = [
                 str(bindir / "uwsgi"),
                 "--socket", sock,
                 "--master", "--processes", "1", "--threads", "1",
                 "--chdir", str(ROOT / "bench"), "--wsgi-file", "apps.py", "--callable", app,
-                "--disable-logging", "--need-app", "--die-on-term",
+                "--need-app", "--die-on-term",
             ]  # fmt: skip
+            self.cmd += ["--logto", str(request_log)] if kind != base else ["--disable-logging"]
         else:
             cmd = [py, "-m", "gunicorn", f"apps:{app}", "--workers", "1", "--bind", address]
             cmd += ["--chdir", str(ROOT / "bench"), "--log-level", "warning"]
-            cmd += WORKER_ARGS[kind]
+            cmd += WORKER_ARGS[base]
+            if kind.endswith("-log"):
+                cmd += ["--access-logfile", str(request_log)]
+            elif kind.endswith("-hook"):
+                cmd += ["-c", str(ROOT / "bench" / "hooks.py")]
             if (
                 "--no-control-socket"
                 in subprocess.run(
@@ -189,7 +217,8 @@ class Server:
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT if self.kind == "uwsgi" else signal.SIGTERM)
+            uwsgi = LOGGED.get(self.kind, self.kind) == "uwsgi"
+            self.proc.send_signal(signal.SIGINT if uwsgi else signal.SIGTERM)
             try:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
@@ -443,9 +472,11 @@ def main() -> int:
     unknown = [s for s in servers if s not in SERVERS]
     if unknown:
         parser.error(f"unknown servers: {', '.join(unknown)} (known: {', '.join(SERVERS)})")
-    if "uwsgi" in servers and not (Path(sys.executable).parent / "uwsgi").exists():
-        print("uWSGI is not installed in this virtualenv (pip install uwsgi): skipping it")
-        servers.remove("uwsgi")
+    if not (Path(sys.executable).parent / "uwsgi").exists():
+        for kind in ("uwsgi", "uwsgi-log"):
+            if kind in servers:
+                print(f"uWSGI is not installed in this virtualenv (pip install uwsgi): no {kind}")
+                servers.remove(kind)
 
     print("in process: parse + environ", flush=True)
     in_process = bench_in_process(args.number)

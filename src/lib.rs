@@ -30,6 +30,8 @@ mod _native {
     #[pymodule_export]
     use crate::py::request::{request, Request};
     #[pymodule_export]
+    use crate::wsgi::access::AccessLog;
+    #[pymodule_export]
     use crate::wsgi::connection::Connection;
     #[pymodule_export]
     use crate::wsgi::reader::BytesInput;

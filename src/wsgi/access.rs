@@ -53,7 +53,9 @@ struct Pending {
     clock: Option<(u64, Vec<u8>)>,
 }
 
-/// A worker's access log.
+/// A worker's access log, shared by the cycles of all its threads: lines go out in the order
+/// their requests finished.
+#[pyclass(frozen, module = "gunicorn_uwsgi._native")]
 pub struct AccessLog {
     pieces: Vec<Piece>,
     /// The `logging` handler of gunicorn's access logger (a `FileHandler` or a stdout
@@ -65,11 +67,21 @@ pub struct AccessLog {
     pending: Mutex<Pending>,
 }
 
+#[pymethods]
 impl AccessLog {
-    /// `None` when `format` is not one [`access::parse`] takes.
-    pub fn new(format: &str, handler: Py<PyAny>, strftime: Py<PyAny>) -> Option<Self> {
-        Some(Self {
-            pieces: access::parse(format)?,
+    /// The access log written to `handler`'s stream (gunicorn's access handler, with its
+    /// `%(message)s` formatter) in `format` (gunicorn's `access_log_format`); `strftime` is
+    /// `time.strftime`, for `t`. A `ValueError` when the format uses a conversion other than
+    /// `%(name)s`: gunicorn's own logging must write it.
+    #[new]
+    fn new(handler: Py<PyAny>, format: &str, strftime: Py<PyAny>) -> PyResult<Self> {
+        let pieces = access::parse(format).ok_or_else(|| {
+            pyo3::exceptions::PyValueError::new_err(
+                "access_log_format uses a conversion other than %(name)s",
+            )
+        })?;
+        Ok(Self {
+            pieces,
             handler,
             strftime,
             pid: format!("<{}>", std::process::id()).into_bytes(),
@@ -77,6 +89,13 @@ impl AccessLog {
         })
     }
 
+    /// Writes the buffered lines to the handler's stream, under its lock.
+    fn flush(&self, py: Python<'_>) -> PyResult<()> {
+        self.write_pending(py)
+    }
+}
+
+impl AccessLog {
     /// Adds the line of one request. A value that cannot be read is reported the way
     /// gunicorn reports a failed access line (on the error log, through `error`) and the
     /// request goes on.
@@ -100,7 +119,7 @@ impl AccessLog {
             pending.lines.len() >= FLUSH_SIZE
         };
         if full {
-            self.flush(py)?;
+            self.write_pending(py)?;
         }
         Ok(())
     }
@@ -113,7 +132,7 @@ impl AccessLog {
     }
 
     /// Writes the buffered lines to the handler's stream, under its lock.
-    pub fn flush(&self, py: Python<'_>) -> PyResult<()> {
+    pub fn write_pending(&self, py: Python<'_>) -> PyResult<()> {
         let lines = {
             let mut pending = self.lock();
             pending.since = None;

@@ -70,7 +70,7 @@ const BEAT_EVERY: Duration = Duration::from_millis(250);
 /// `(fd, peer, bytes already read)` for the Python path.
 type Handoff<'py> = (RawFd, Bound<'py, PyAny>, Bound<'py, PyBytes>);
 /// `(exception, peer, "METHOD URI")` of a failed request.
-type Failure<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>, String);
+type Failure<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>, String, bool);
 
 fn peer_tuple<'py>(py: Python<'py>, peer: Peer) -> PyResult<Bound<'py, PyAny>> {
     match peer {
@@ -141,12 +141,12 @@ pub struct FastServer {
     #[pyo3(get)]
     waited: f64,
     handoff: Option<(OwnedFd, Peer, Vec<u8>)>,
-    error: Option<(PyErr, Peer, String)>,
+    error: Option<(PyErr, Peer, String, bool)>,
     peer: Option<Peer>,
     /// The cooperative waits of a gevent worker (`cooperate`).
     waits: Option<Arc<Waits>>,
     /// gunicorn's access log, when the worker has one (`log_access`).
-    access: Option<AccessLog>,
+    access: Option<Py<AccessLog>>,
     /// Request hooks of the worker's own (`call_hooks`).
     hooks: Option<Hooks>,
 }
@@ -283,12 +283,12 @@ impl FastServer {
         self.buf = data;
         match result? {
             None => Ok(Step::Served),
-            Some(e) => {
+            Some((e, counted)) => {
                 let block = self
                     .buf
                     .get(HEADER_SIZE..head.header.head_size())
                     .unwrap_or_default();
-                self.error = Some((e, peer, describe(&head, block)));
+                self.error = Some((e, peer, describe(&head, block), counted));
                 Ok(Step::End(outcome::FAILED))
             }
         }
@@ -314,8 +314,8 @@ impl FastServer {
             if !worker.getattr(pyo3::intern!(py, "alive"))?.is_truthy()? {
                 break;
             }
-            if let Some(log) = self.access.as_ref().filter(|log| log.due()) {
-                log.flush(py)?;
+            if let Some(log) = self.access.as_ref().filter(|log| log.get().due()) {
+                log.get().write_pending(py)?;
             }
             if beat.elapsed() >= BEAT_EVERY {
                 worker.call_method0(pyo3::intern!(py, "notify"))?;
@@ -328,7 +328,8 @@ impl FastServer {
     /// Builds the environ, runs the application, writes its response (E, R, X2) for the
     /// request `head` whose bytes, body included, are `data`; closes the connection. Returns
     /// the failure of a request the application or the connection failed (a 500 sent when
-    /// nothing else was); the worker's own exit raised in the application is raised again.
+    /// nothing else was), with whether it counts as a request (its application was called);
+    /// the worker's own exit raised in the application is raised again.
     #[allow(clippy::too_many_arguments)]
     fn respond(
         &self,
@@ -339,7 +340,7 @@ impl FastServer {
         head: &vars::Head,
         worker: &Bound<'_, PyAny>,
         waits: Option<&Arc<Waits>>,
-    ) -> PyResult<Option<PyErr>> {
+    ) -> PyResult<Option<(PyErr, bool)>> {
         let head_size = head.header.head_size();
         let length = head.content_length as usize;
         let block = data.get(HEADER_SIZE..head_size).unwrap_or_default();
@@ -394,6 +395,7 @@ impl FastServer {
                     if let (Some(Ok(())), Some(log), Some(environ)) =
                         (sent, &self.access, environ.as_ref())
                     {
+                        let log = log.get();
                         // The server's own 500, logged as the Python path logs it.
                         let status = format!("500 {}", response_head::reason(500));
                         let entry = Entry {
@@ -408,8 +410,10 @@ impl FastServer {
                         self.log_line(py, log, &entry);
                     }
                 }
+                // A request counts towards max_requests once its application was called.
+                let counted = environ.is_some();
                 match exiting {
-                    Ok(false) => Some(e),
+                    Ok(false) => Some((e, counted)),
                     Ok(true) => {
                         conn.get().close(py)?;
                         return Err(e);
@@ -493,29 +497,36 @@ impl FastServer {
         let Some(hooks) = &self.hooks else {
             return self.run_app(py, x, resp, &input, environ_out);
         };
-        let number: usize = x.worker.getattr(pyo3::intern!(py, "nr"))?.extract()?;
         let make = HOOK_REQUEST.get().ok_or_else(|| {
             pyo3::exceptions::PyRuntimeError::new_err("no request class registered")
         })?;
+        // The request's number on its connection, as gunicorn counts it: one per connection.
         let req = make(
             py,
             x.head,
             x.block,
             &input,
             &peer_tuple(py, x.peer_addr)?,
-            number + self.served + 1,
+            1,
             settings,
         )?;
-        let ran = match &hooks.pre {
+        let pre = match &hooks.pre {
             Some(pre) => pre.bind(py).call1((x.worker, &req)).map(drop),
             None => Ok(()),
-        }
-        .and_then(|()| self.run_app(py, x, resp, &input, environ_out));
+        };
+        // Without pre_request's consent there is no response yet (post_request gets None).
+        let started = pre.is_ok();
+        let ran = pre.and_then(|()| self.run_app(py, x, resp, &input, environ_out));
         // post_request runs whatever happened; its own failure is logged, as gunicorn does.
         if let Some(post) = &hooks.post {
             let environ = match environ_out.as_ref() {
                 Some(e) => e.clone(),
                 None => PyDict::new(py),
+            };
+            let resp = if started {
+                resp.clone().into_any()
+            } else {
+                py.None().into_bound(py)
             };
             if let Err(e) = post.bind(py).call1((x.worker, &req, environ, resp)) {
                 if !e.is_instance_of::<pyo3::exceptions::PyException>(py) {
@@ -580,6 +591,7 @@ impl FastServer {
         // The line of a request whose application returned, before the iterable's close, as
         // gunicorn's workers log it.
         if let (Some(log), Some(environ)) = (&self.access, environ_out.as_ref()) {
+            let log = log.get();
             let (status, headers, sent) = resp.borrow().logged(py);
             let entry = Entry {
                 environ,
@@ -748,13 +760,10 @@ impl FastServer {
         code
     }
 
-    /// Buffers the access log's lines in `handler`'s stream's way: `format` is gunicorn's
-    /// `access_log_format`, `strftime` is `time.strftime` (for `t`). Returns False, and logs
-    /// nothing, when the format is not one the Rust cycle writes (a conversion other than
-    /// `%(name)s`): the worker then keeps gunicorn's own logging.
-    fn log_access(&mut self, handler: Py<PyAny>, format: &str, strftime: Py<PyAny>) -> bool {
-        self.access = AccessLog::new(format, handler, strftime);
-        self.access.is_some()
+    /// Writes gunicorn's access log (G4): each request's line goes to `log`, the worker's one
+    /// `AccessLog`, shared by its threads.
+    fn log_access(&mut self, log: Py<AccessLog>) {
+        self.access = Some(log);
     }
 
     /// Calls the worker's own request hooks around each request, as gunicorn's workers do:
@@ -772,7 +781,7 @@ impl FastServer {
     /// Writes the buffered access lines.
     fn flush_access(&self, py: Python<'_>) -> PyResult<()> {
         match &self.access {
-            Some(log) => log.flush(py),
+            Some(log) => log.get().write_pending(py),
             None => Ok(()),
         }
     }
@@ -816,7 +825,7 @@ impl FastServer {
     /// closed unless it is handed over.
     ///
     /// Returns `(SERVE_FULL, None)` when served, `(SERVE_CLOSED, None)` when the peer sent
-    /// nothing, `(SERVE_FAILED, (exception, "METHOD URI"))` when the application or the
+    /// nothing, `(SERVE_FAILED, (exception, "METHOD URI", counts))` when the application or the
     /// connection failed (a 500 sent when nothing else was), and `(SERVE_HANDOFF, (fd, bytes
     /// read, seconds waited))` when the connection needs the Python path: a refused peer, a
     /// protocol error, a partial packet, bytes after the body, the first request without
@@ -858,16 +867,16 @@ impl FastServer {
             }
             Received::Complete(head) => {
                 let served = self.respond(py, server, conn, &buf, &head, worker, Some(waits));
-                if let Some(log) = self.access.as_ref().filter(|log| log.due()) {
-                    log.flush(py)?;
+                if let Some(log) = self.access.as_ref().filter(|log| log.get().due()) {
+                    log.get().write_pending(py)?;
                 }
                 match served? {
                     None => Ok((outcome::FULL, None)),
-                    Some(e) => {
+                    Some((e, counted)) => {
                         let block = buf
                             .get(HEADER_SIZE..head.header.head_size())
                             .unwrap_or_default();
-                        let failure = (e.into_value(py), describe(&head, block));
+                        let failure = (e.into_value(py), describe(&head, block), counted);
                         Ok((outcome::FAILED, Some(failure.into_pyobject(py)?.into_any())))
                     }
                 }
@@ -887,13 +896,15 @@ impl FastServer {
         }
     }
 
-    /// The failure of the last request: `(exception, peer, "METHOD URI")`.
+    /// The failure of the last request: `(exception, peer, "METHOD URI", counts)`, `counts`
+    /// saying whether it counts towards `max_requests` (its application was called).
     fn take_error<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Failure<'py>>> {
         match self.error.take() {
-            Some((err, peer, what)) => Ok(Some((
+            Some((err, peer, what, counted)) => Ok(Some((
                 err.into_value(py).into_bound(py).into_any(),
                 peer_tuple(py, peer)?,
                 what,
+                counted,
             ))),
             None => Ok(None),
         }

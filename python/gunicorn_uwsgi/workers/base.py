@@ -215,7 +215,7 @@ class UWSGIWorkerMixin:
             return None
         access = None
         if _access_log_enabled(self.log, cfg):
-            access = rust_access_log(self.log, cfg)
+            access = self.access_log()
             if access is None:
                 return None
         # gunicorn's default pre_request hook logs "METHOD PATH" at debug level.
@@ -231,15 +231,32 @@ class UWSGIWorkerMixin:
         post = None if _is_default(cfg, "post_request") else cfg.post_request
         fast.call_hooks(pre, post)
         if access is not None:
-            handler, fmt = access
-            if not fast.log_access(handler, fmt, time.strftime):
-                return None
-            self.log.debug("access log lines written by the Rust cycle")
+            fast.log_access(access)
         if len(self.sockets) > 1:
             # The worker's own wait covers every listener (F8: no connection waits behind a
             # wait on another listener).
             fast.accept_wait_ms = 0
         return fast
+
+    def access_log(self) -> Any:
+        """The worker's one ``_native.AccessLog``, shared by its threads' cycles, or None when
+        gunicorn's own logging must write the access log (``rust_access_log``)."""
+        try:
+            return self._access_log
+        except AttributeError:
+            pass
+        log = None
+        found = rust_access_log(self.log, self.cfg)
+        if found is not None:
+            handler, fmt = found
+            try:
+                log = _native.AccessLog(handler, fmt, time.strftime)
+            except ValueError:
+                log = None
+        if log is not None:
+            self.log.debug("access log lines written by the Rust cycle")
+        self._access_log: Any = log
+        return log
 
     def serve_batch(self, fast: Any, listener: Any, limit: int) -> bool:
         """Serves up to ``limit`` connections of ``listener`` in the Rust cycle, then what it
@@ -255,8 +272,9 @@ class UWSGIWorkerMixin:
             client = socket.socket(listener.family, socket.SOCK_STREAM, 0, fd)
             self.handle_connection(listener, client, addr, data, fast.waited)
         elif code == SERVE_FAILED:
-            self.count_request()
-            exc, addr, what = fast.take_error()
+            exc, addr, what, counts = fast.take_error()
+            if counts:
+                self.count_request()
             self.request_failed(exc, addr, what)
         elif code == SERVE_CLOSED:
             self.log.debug("uwsgi peer closed before sending a request")
@@ -369,7 +387,7 @@ class UWSGIWorkerMixin:
             if not self.uwsgi.allow.allows(addr):
                 raise ForbiddenUWSGIRequest(str(addr[0]))
             client = self.wrap_client(client)
-            req = read_request(client, addr, self.uwsgi, self.nr + 1, data, waited)
+            req = read_request(client, addr, self.uwsgi, 1, data, waited)
             if req is None:
                 self.log.debug("uwsgi peer closed before sending a request")
                 clean = True

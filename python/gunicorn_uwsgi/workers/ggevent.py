@@ -115,8 +115,10 @@ class GeventWorker(UWSGIWorkerMixin, ggevent.GeventWorker):
 
     def serve_connection(self, listener: Any, conn: Any, addr: Any) -> None:
         """The greenlet of one connection accepted in Rust."""
-        code, extra = self.fast.serve_green(conn, self.sockname(listener), self)
+        fast = self.fast
+        code, extra = fast.serve_green(conn, self.sockname(listener), self)
         if code == SERVE_HANDOFF:
+            fast.flush_access()  # the lines before it go first
             fd, data, waited = extra
             client = socket.socket(listener.family, socket.SOCK_STREAM, 0, fd)
             client.settimeout(self.uwsgi.timeout)
@@ -124,10 +126,13 @@ class GeventWorker(UWSGIWorkerMixin, ggevent.GeventWorker):
         elif code == SERVE_CLOSED:
             self.log.debug("uwsgi peer closed before sending a request")
         else:
-            self.count_request()
             if code == SERVE_FAILED:
-                exc, what = extra
+                exc, what, counts = extra
+                if counts:
+                    self.count_request()
                 self.request_failed(exc, addr, what)
+            else:
+                self.count_request()
 
     def handle(self, listener: Any, client: Any, addr: Any) -> None:
         """The greenlet of one connection of gevent's own ``StreamServer``: the Python path."""

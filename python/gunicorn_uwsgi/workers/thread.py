@@ -55,6 +55,7 @@ class ThreadWorker(UWSGIWorkerMixin, base.Worker):
         self.set_socket_timeouts()
         for listener in self.sockets:
             listener.setblocking(False)
+        self.access_log()  # made once, before the threads share it
         for i in range(self.max_busy):
             # Daemon threads: QUIT and INT must not wait for an application call to return.
             thread = threading.Thread(target=self.serve_thread, name=f"gunicorn_uwsgi-{i}")
