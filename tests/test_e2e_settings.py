@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from e2e_helpers import (
@@ -741,25 +742,58 @@ def test_x1_protocol_errors_are_counted(tmp_path):
     assert seen == ["gunicorn_uwsgi.errors:1|c|@1.0"] * 3
 
 
-def test_g4_statsd_counts_every_request(tmp_path):
-    """G4: gunicorn's statsd logger sees each request through its access hook, so the Rust
-    request cycle steps aside for it."""
+def _statsd_metrics(tmp: Path, worker: str, env: dict[str, str], paths: list[str]) -> list[str]:
+    """The request metrics a server with gunicorn's statsd logger (prefix and dogstatsd tags
+    set) sends for ``paths``, one request after another, in the order received."""
+    tmp.mkdir()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as statsd:
         statsd.bind(("127.0.0.1", 0))
         statsd.settimeout(0.2)
         port = statsd.getsockname()[1]
-        with Gunicorn(tmp_path, app=PROBE_APP, args=["--statsd-host", f"127.0.0.1:{port}"]) as g:
-            for _ in range(3):
-                good_request(g.tcp)
-            seen: list[str] = []
+        args = ["--statsd-host", f"127.0.0.1:{port}", "--statsd-prefix", "shop"]
+        args += ["--dogstatsd-tags", "env:test", "--log-level", "debug"]
+        seen: list[str] = []
+        with serving(tmp, worker, args, env=env) as g:
+            for path in paths:
+                Reply(talk(g.unix, request_packet(path=path))[0])
             deadline = time.monotonic() + 5
-            while time.monotonic() < deadline and len(seen) < 3:
+            while time.monotonic() < deadline and len(seen) < 3 * len(paths):
                 try:
-                    datagram = statsd.recv(4096).decode()
+                    datagram = statsd.recv(65536).decode()
                 except socket.timeout:
                     continue
-                seen += [m for m in datagram.splitlines() if m.startswith("gunicorn.requests:")]
-    assert len(seen) == 3, seen
+                seen += [m for m in datagram.splitlines() if ".request" in m]
+            fast = "written by the Rust cycle" in g.log()
+        assert fast == (env.get("GUNICORN_UWSGI_FAST_PATH") != "0")
+    return seen
+
+
+@every_worker
+def test_g4_statsd_counts_every_request(tmp_path, worker):
+    """G4: with gunicorn's statsd logger each request is counted under gunicorn's metric names,
+    prefix and tags (``gunicorn.requests``, ``gunicorn.request.status.N``,
+    ``gunicorn.request.duration``), the application's 500s (X2) too: the Rust cycle sends the
+    same metrics as gunicorn's own logger on the Python path, several in one datagram."""
+    paths = ["/hello", "/raise", "/hello"]
+    fast = _statsd_metrics(tmp_path / "fast", worker, {}, paths)
+    slow = _statsd_metrics(tmp_path / "slow", worker, {"GUNICORN_UWSGI_FAST_PATH": "0"}, paths)
+
+    def timeless(metrics: list[str]) -> list[str]:
+        out = []
+        for m in metrics:
+            name, _, rest = m.partition(":")
+            value, _, kind = rest.partition("|")
+            if name.endswith("request.duration"):
+                assert float(value) >= 0.0, m
+                value = "T"
+            out.append(f"{name}:{value}|{kind}")
+        return out
+
+    assert timeless(fast) == timeless(slow)
+    assert len(fast) == 9, fast
+    assert "shop.gunicorn.request.status.500:1|c|@1.0|#env:test" in fast
+    assert fast.count("shop.gunicorn.requests:1|c|@1.0|#env:test") == 3
+    assert fast[0].startswith("shop.gunicorn.request.duration:")
 
 
 @every_worker

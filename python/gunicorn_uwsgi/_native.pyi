@@ -246,7 +246,13 @@ def write_result(resp: Response, result: Any, file_wrapper: Any) -> None: ...
 class AccessLog:
     """gunicorn's access log written by the Rust cycle."""
 
-    def __new__(cls, handler: Any, format: str, strftime: Any) -> AccessLog: ...
+    def __new__(
+        cls,
+        handler: Any,
+        format: str | None,
+        strftime: Any,
+        statsd: tuple[Any, list[bytes], bytes, bytes] | None = None,
+    ) -> AccessLog: ...
     def flush(self) -> None: ...
 
 @final

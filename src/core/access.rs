@@ -245,6 +245,75 @@ pub fn push_time(out: &mut Vec<u8>, atom: &Atom, elapsed: std::time::Duration) {
     out.extend_from_slice(text.as_bytes());
 }
 
+/// gunicorn's statsd duration: `seconds * 1000 + microseconds / 1000` as Python's `str` of a
+/// float writes it (shortest round trip, at least one decimal).
+pub fn duration_ms(elapsed: std::time::Duration) -> String {
+    let secs = (elapsed.as_secs() % 86_400) as f64;
+    let ms = secs * 1000.0 + f64::from(elapsed.subsec_micros()) / 1000.0;
+    let text = format!("{ms}");
+    if text.contains(['.', 'e', 'E']) || !ms.is_finite() {
+        text
+    } else {
+        text + ".0"
+    }
+}
+
+/// The datagrams of one request's statsd metrics, each made from a template that gunicorn's
+/// own statsd logger filled for a sample request (its names, types, prefix and tags): the
+/// duration and the status code go where the sample's were.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Metric {
+    Constant(Vec<u8>),
+    /// Text before and after the duration.
+    Duration(Vec<u8>, Vec<u8>),
+    /// Text before and after the status code.
+    Status(Vec<u8>, Vec<u8>),
+}
+
+impl Metric {
+    /// The template of `sample`, a datagram sent for a request with `duration` and `status`.
+    pub fn of(sample: &[u8], duration: &[u8], status: &[u8]) -> Self {
+        let split = |needle: &[u8]| {
+            sample
+                .windows(needle.len().max(1))
+                .rposition(|w| w == needle)
+                .map(|at| {
+                    let (before, rest) = sample.split_at(at);
+                    (
+                        before.to_vec(),
+                        rest.get(needle.len()..).unwrap_or_default().to_vec(),
+                    )
+                })
+        };
+        if let Some((a, b)) = split(duration) {
+            return Self::Duration(a, b);
+        }
+        if let Some((a, b)) = split(status) {
+            return Self::Status(a, b);
+        }
+        Self::Constant(sample.to_vec())
+    }
+
+    /// Appends this metric for a request; `None` status (not a number) leaves a status
+    /// metric out.
+    pub fn push(&self, out: &mut Vec<u8>, duration: &str, status: Option<u16>) {
+        match self {
+            Self::Constant(c) => out.extend_from_slice(c),
+            Self::Duration(a, b) => {
+                out.extend_from_slice(a);
+                out.extend_from_slice(duration.as_bytes());
+                out.extend_from_slice(b);
+            }
+            Self::Status(a, b) => {
+                let Some(code) = status else { return };
+                out.extend_from_slice(a);
+                out.extend_from_slice(code.to_string().as_bytes());
+                out.extend_from_slice(b);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -340,6 +409,42 @@ mod tests {
         // Not UTF-8.
         assert_eq!(user(b"Basic /w=="), None);
         assert_eq!(user(b"Basic ").as_deref(), Some(&b""[..]));
+    }
+
+    #[test]
+    fn g4_statsd_duration_as_python_writes_it() {
+        assert_eq!(duration_ms(Duration::from_micros(353)), "0.353");
+        assert_eq!(duration_ms(Duration::from_micros(2_000_353)), "2000.353");
+        assert_eq!(duration_ms(Duration::ZERO), "0.0");
+        assert_eq!(duration_ms(Duration::from_secs(3)), "3000.0");
+        assert_eq!(duration_ms(Duration::from_micros(1)), "0.001");
+    }
+
+    #[test]
+    fn g4_statsd_templates_from_gunicorns_sample() {
+        let d = Metric::of(
+            b"app.gunicorn.request.duration:1.234|ms|#env:1",
+            b"1.234",
+            b"599",
+        );
+        let s = Metric::of(
+            b"app.gunicorn.request.status.599:1|c|@1.0",
+            b"1.234",
+            b"599",
+        );
+        let c = Metric::of(b"app.gunicorn.requests:1|c|@1.0", b"1.234", b"599");
+        let mut out = Vec::new();
+        for m in [&d, &s, &c] {
+            m.push(&mut out, "0.5", Some(404));
+            out.push(b'\n');
+        }
+        assert_eq!(
+            out,
+            b"app.gunicorn.request.duration:0.5|ms|#env:1\napp.gunicorn.request.status.404:1|c|@1.0\napp.gunicorn.requests:1|c|@1.0\n"
+        );
+        let mut none = Vec::new();
+        s.push(&mut none, "0.5", None);
+        assert!(none.is_empty());
     }
 
     #[test]

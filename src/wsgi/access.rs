@@ -1,5 +1,5 @@
-//! gunicorn's access log written by the Rust cycle (G4): the same line gunicorn's `Logger`
-//! writes for the same request (`access_log_format` with the atoms of `core::access`, read
+//! gunicorn's access log and statsd request metrics written by the Rust cycle (G4): the same
+//! line gunicorn's `Logger` writes for the same request (`access_log_format` with the atoms of `core::access`, read
 //! from the environ as the application left it, the request headers, the response), to the
 //! same destination: the descriptor of the logging handler's stream, looked up at each flush,
 //! so a `USR1` reopen (gunicorn's `reopen_files`) takes effect at the next one.
@@ -8,6 +8,10 @@
 //! handler's lock, at the end of each batch of connections, when [`FLUSH_SIZE`] bytes or
 //! [`FLUSH_AFTER`] of waiting have piled up, and when the worker stops: a line is never split
 //! or interleaved with another, and never waits longer than a fraction of a second.
+//!
+//! With gunicorn's `Statsd` logger, each request's metrics (the names, types, prefix and tags
+//! its `access` sends, learned from one sample request) are batched, one per line, into
+//! datagrams sent at the same times.
 
 use std::os::fd::RawFd;
 use std::sync::Mutex;
@@ -47,44 +51,87 @@ pub struct Entry<'a, 'py> {
 #[derive(Default)]
 struct Pending {
     lines: Vec<u8>,
+    /// statsd metrics, one per line, for the next datagram.
+    metrics: Vec<u8>,
     /// When the oldest buffered line was added.
     since: Option<Instant>,
     /// `t` for the current second: `(unix seconds, text)`.
     clock: Option<(u64, Vec<u8>)>,
 }
 
-/// A worker's access log, shared by the cycles of all its threads: lines go out in the order
-/// their requests finished.
+/// A worker's request log, shared by the cycles of all its threads: gunicorn's access lines,
+/// in the order their requests finished, and the statsd metrics of gunicorn's `Statsd` logger.
 #[pyclass(frozen, module = "gunicorn_uwsgi._native")]
 pub struct AccessLog {
+    lines: Option<Lines>,
+    metrics: Option<Metrics>,
+    strftime: Py<PyAny>,
+    pending: Mutex<Pending>,
+}
+
+/// The access lines.
+struct Lines {
     pieces: Vec<Piece>,
     /// The `logging` handler of gunicorn's access logger (a `FileHandler` or a stdout
     /// `StreamHandler` with gunicorn's `%(message)s` formatter).
     handler: Py<PyAny>,
-    strftime: Py<PyAny>,
     /// `p`: `<pid>`.
     pid: Vec<u8>,
-    pending: Mutex<Pending>,
 }
+
+/// The per-request statsd metrics: the templates, and the statsd logger's connected socket.
+struct Metrics {
+    templates: Vec<access::Metric>,
+    socket: Py<PyAny>,
+}
+
+/// `(socket, datagrams, duration, status)` of gunicorn's statsd logger for a sample request.
+type StatsdSample = (Py<PyAny>, Vec<Vec<u8>>, Vec<u8>, Vec<u8>);
+
+/// Metrics are sent in datagrams of at most this size (several metrics, one per line, fit in
+/// one Ethernet frame).
+const DATAGRAM: usize = 1400;
 
 #[pymethods]
 impl AccessLog {
-    /// The access log written to `handler`'s stream (gunicorn's access handler, with its
-    /// `%(message)s` formatter) in `format` (gunicorn's `access_log_format`); `strftime` is
-    /// `time.strftime`, for `t`. A `ValueError` when the format uses a conversion other than
-    /// `%(name)s`: gunicorn's own logging must write it.
+    /// The request log: access lines written to `handler`'s stream (gunicorn's access handler,
+    /// with its `%(message)s` formatter) in `format` (gunicorn's `access_log_format`), when
+    /// both are given; `strftime` is `time.strftime`, for `t`. `statsd` is `(socket, samples,
+    /// duration, status)`: gunicorn's statsd socket and the datagrams its logger sent for a
+    /// sample request that took `duration` (as it wrote it) and answered `status`, the
+    /// templates of each request's metrics. A `ValueError` when the format uses a conversion
+    /// other than `%(name)s`: gunicorn's own logging must write it.
     #[new]
-    fn new(handler: Py<PyAny>, format: &str, strftime: Py<PyAny>) -> PyResult<Self> {
-        let pieces = access::parse(format).ok_or_else(|| {
-            pyo3::exceptions::PyValueError::new_err(
-                "access_log_format uses a conversion other than %(name)s",
-            )
-        })?;
+    #[pyo3(signature = (handler, format, strftime, statsd=None))]
+    fn new(
+        handler: Option<Py<PyAny>>,
+        format: Option<&str>,
+        strftime: Py<PyAny>,
+        statsd: Option<StatsdSample>,
+    ) -> PyResult<Self> {
+        let lines = match (handler, format) {
+            (Some(handler), Some(format)) => Some(Lines {
+                pieces: access::parse(format).ok_or_else(|| {
+                    pyo3::exceptions::PyValueError::new_err(
+                        "access_log_format uses a conversion other than %(name)s",
+                    )
+                })?,
+                handler,
+                pid: format!("<{}>", std::process::id()).into_bytes(),
+            }),
+            _ => None,
+        };
+        let metrics = statsd.map(|(socket, samples, duration, status)| Metrics {
+            templates: samples
+                .iter()
+                .map(|sample| access::Metric::of(sample, &duration, &status))
+                .collect(),
+            socket,
+        });
         Ok(Self {
-            pieces,
-            handler,
+            lines,
+            metrics,
             strftime,
-            pid: format!("<{}>", std::process::id()).into_bytes(),
             pending: Mutex::new(Pending::default()),
         })
     }
@@ -96,30 +143,109 @@ impl AccessLog {
 }
 
 impl AccessLog {
-    /// Adds the line of one request. A value that cannot be read is reported the way
-    /// gunicorn reports a failed access line (on the error log, through `error`) and the
-    /// request goes on.
+    /// Adds the line and the metrics of one request. A value that cannot be read is reported
+    /// the way gunicorn reports a failed access line (on the error log, through `error`) and
+    /// the request goes on.
     pub fn record(&self, py: Python<'_>, entry: &Entry<'_, '_>) -> PyResult<()> {
+        let line = match &self.lines {
+            Some(lines) => self.line(py, lines, entry)?,
+            None => None,
+        };
+        let metrics = match &self.metrics {
+            Some(m) => Some(self.request_metrics(m, entry)?),
+            None => None,
+        };
+        let (full, datagram) = {
+            let mut pending = self.lock();
+            if let Some(line) = line {
+                pending.lines.extend_from_slice(&line);
+            }
+            let mut datagram = None;
+            if let Some(metrics) = metrics {
+                if !pending.metrics.is_empty() && pending.metrics.len() + metrics.len() > DATAGRAM {
+                    datagram = Some(std::mem::take(&mut pending.metrics));
+                }
+                pending.metrics.extend_from_slice(&metrics);
+            }
+            pending.since.get_or_insert_with(Instant::now);
+            (pending.lines.len() >= FLUSH_SIZE, datagram)
+        };
+        if let Some(datagram) = datagram {
+            self.send_metrics(py, &datagram)?;
+        }
+        if full {
+            self.write_pending(py)?;
+        }
+        Ok(())
+    }
+
+    /// One request's access line, `None` when gunicorn would write none.
+    fn line(
+        &self,
+        py: Python<'_>,
+        lines: &Lines,
+        entry: &Entry<'_, '_>,
+    ) -> PyResult<Option<Vec<u8>>> {
         let mut line = Vec::with_capacity(256);
-        for piece in &self.pieces {
+        for piece in &lines.pieces {
             match piece {
                 Piece::Text(text) => line.extend_from_slice(text),
                 Piece::Atom(atom) => {
-                    if !self.atom(py, atom, entry, &mut line)? {
-                        return Ok(());
+                    if !self.atom(py, lines, atom, entry, &mut line)? {
+                        return Ok(None);
                     }
                 }
             }
         }
         line.push(b'\n');
-        let full = {
-            let mut pending = self.lock();
-            pending.lines.extend_from_slice(&line);
-            pending.since.get_or_insert_with(Instant::now);
-            pending.lines.len() >= FLUSH_SIZE
+        Ok(Some(line))
+    }
+
+    /// One request's statsd metrics, one per line.
+    fn request_metrics(&self, metrics: &Metrics, entry: &Entry<'_, '_>) -> PyResult<Vec<u8>> {
+        let duration = access::duration_ms(entry.elapsed);
+        let status = match &entry.status {
+            Some(status) => match status.cast::<PyString>() {
+                Ok(s) => s
+                    .to_cow()?
+                    .split_whitespace()
+                    .next()
+                    .and_then(|code| code.parse::<u16>().ok()),
+                Err(_) => status.extract::<u16>().ok(),
+            },
+            None => None,
         };
-        if full {
-            self.write_pending(py)?;
+        let mut out = Vec::with_capacity(160);
+        for template in &metrics.templates {
+            let start = out.len();
+            template.push(&mut out, &duration, status);
+            if out.len() > start {
+                out.push(b'\n');
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sends `datagram` (metrics, one per line) on the statsd socket, without waiting; a
+    /// datagram the socket does not take is dropped, as statsd's are.
+    fn send_metrics(&self, py: Python<'_>, datagram: &[u8]) -> PyResult<()> {
+        let Some(metrics) = &self.metrics else {
+            return Ok(());
+        };
+        let datagram = datagram.strip_suffix(b"\n").unwrap_or(datagram);
+        if datagram.is_empty() {
+            return Ok(());
+        }
+        let fd: RawFd = metrics
+            .socket
+            .bind(py)
+            .call_method0(pyo3::intern!(py, "fileno"))?
+            .extract()?;
+        // SAFETY: `fd` is the descriptor of the statsd logger's socket, which `metrics` holds
+        // open for the whole call; no Python code runs until the send returns.
+        #[allow(unsafe_code)]
+        if let Some(out) = unsafe { net::borrow(fd) } {
+            let _ = net::send_ready(out, datagram);
         }
         Ok(())
     }
@@ -131,37 +257,24 @@ impl AccessLog {
             .is_some_and(|since| since.elapsed() >= FLUSH_AFTER)
     }
 
-    /// Writes the buffered lines to the handler's stream, under its lock.
+    /// Writes the buffered lines to the handler's stream, under its lock, and sends the
+    /// buffered metrics.
     pub fn write_pending(&self, py: Python<'_>) -> PyResult<()> {
-        let lines = {
+        let (lines, metrics) = {
             let mut pending = self.lock();
             pending.since = None;
-            std::mem::take(&mut pending.lines)
+            (
+                std::mem::take(&mut pending.lines),
+                std::mem::take(&mut pending.metrics),
+            )
         };
-        if lines.is_empty() {
-            return Ok(());
+        if !metrics.is_empty() {
+            self.send_metrics(py, &metrics)?;
         }
-        let handler = self.handler.bind(py);
-        handler.call_method0(pyo3::intern!(py, "acquire"))?;
-        let written = (|| {
-            let stream = handler.getattr(pyo3::intern!(py, "stream"))?;
-            // Whatever gunicorn's own logging wrote through the stream goes first.
-            stream.call_method0(pyo3::intern!(py, "flush"))?;
-            let fd: RawFd = stream
-                .call_method0(pyo3::intern!(py, "fileno"))?
-                .extract()?;
-            // SAFETY: `fd` is the descriptor of the handler's stream, which stays open while
-            // this thread holds the handler's lock (gunicorn's reopen takes it first) and runs
-            // no Python code.
-            #[allow(unsafe_code)]
-            let Some(out) = (unsafe { net::borrow(fd) }) else {
-                return Ok(());
-            };
-            py.detach(|| write_lines(out, &lines))
-                .map_err(|e| crate::exceptions::os_error(&e))
-        })();
-        handler.call_method0(pyo3::intern!(py, "release"))?;
-        written
+        match &self.lines {
+            Some(l) if !lines.is_empty() => write_to_handler(py, l.handler.bind(py), &lines),
+            _ => Ok(()),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
@@ -175,6 +288,7 @@ impl AccessLog {
     fn atom(
         &self,
         py: Python<'_>,
+        lines: &Lines,
         atom: &Atom,
         e: &Entry<'_, '_>,
         out: &mut Vec<u8>,
@@ -233,7 +347,7 @@ impl AccessLog {
             Atom::Seconds | Atom::Micros | Atom::Millis | Atom::SecondsFraction => {
                 access::push_time(out, atom, e.elapsed);
             }
-            Atom::Pid => out.extend_from_slice(&self.pid),
+            Atom::Pid => out.extend_from_slice(&lines.pid),
             Atom::RequestHeader(name) => {
                 let found = e
                     .head
@@ -302,6 +416,30 @@ impl AccessLog {
         self.lock().clock = Some((now, text));
         Ok(())
     }
+}
+
+/// Writes `lines` to the `logging` handler's stream, under its lock: what gunicorn's own
+/// logging wrote through the stream first, then the lines straight to its descriptor.
+fn write_to_handler(py: Python<'_>, handler: &Bound<'_, PyAny>, lines: &[u8]) -> PyResult<()> {
+    handler.call_method0(pyo3::intern!(py, "acquire"))?;
+    let written = (|| {
+        let stream = handler.getattr(pyo3::intern!(py, "stream"))?;
+        stream.call_method0(pyo3::intern!(py, "flush"))?;
+        let fd: RawFd = stream
+            .call_method0(pyo3::intern!(py, "fileno"))?
+            .extract()?;
+        // SAFETY: `fd` is the descriptor of the handler's stream, which stays open while this
+        // thread holds the handler's lock (gunicorn's reopen takes it first) and runs no
+        // Python code.
+        #[allow(unsafe_code)]
+        let Some(out) = (unsafe { net::borrow(fd) }) else {
+            return Ok(());
+        };
+        py.detach(|| write_lines(out, lines))
+            .map_err(|e| crate::exceptions::os_error(&e))
+    })();
+    handler.call_method0(pyo3::intern!(py, "release"))?;
+    written
 }
 
 /// A value as `%s` formats it in gunicorn's line: a string with `"` escaped, anything else

@@ -3,6 +3,7 @@ protocol-error answers, error logging and closing connections."""
 
 from __future__ import annotations
 
+import copy
 import errno
 import ipaddress
 import logging
@@ -12,6 +13,7 @@ import struct
 import time
 from collections import Counter
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from gunicorn import glogging
@@ -75,15 +77,21 @@ def _is_default(cfg: Any, hook: str) -> bool:
     return setting is not None and getattr(cfg, hook) is setting.default
 
 
-def rust_access_log(log: Any, cfg: Any) -> tuple[logging.Handler, str] | None:
-    """``(handler, access_log_format)`` when gunicorn's access log is one the Rust cycle
-    writes itself, byte for byte as gunicorn's ``Logger.access`` would: gunicorn's own logger
-    class, one plain file or stdout handler with its ``%(message)s`` formatter, in UTF-8, no
-    filters, no ``logconfig``/``logconfig_dict``/``logconfig_json`` or syslog. Anything else
-    (a logger class of its own, such as statsd's, which counts in ``access``) keeps gunicorn's
-    logging, on the Python path."""
+def rust_request_log(log: Any, cfg: Any) -> tuple[Any, str | None, Any] | None:
+    """``(handler, access_log_format, statsd)``, the arguments of ``_native.AccessLog``, when
+    the Rust cycle can write what gunicorn's logger writes per request, byte for byte: the
+    access lines of gunicorn's own ``Logger`` through one plain file or stdout handler with its
+    ``%(message)s`` formatter, in UTF-8, no filters, no ``logconfig``/``logconfig_dict``/
+    ``logconfig_json`` or syslog (``handler`` and the format None without an access log), and
+    the metrics of gunicorn's ``Statsd`` logger (``statsd_sample``). None for anything else (a
+    logger class of its own, another logging setup): gunicorn's logging, on the Python path."""
+    statsd = None
     if type(log) is not glogging.Logger:
-        return None
+        if not _is_gunicorn_statsd(log):
+            return None
+        statsd = statsd_sample(log)
+    if not _access_lines_enabled(log, cfg):
+        return None, None, statsd
     if (
         cfg.logconfig
         or getattr(cfg, "logconfig_dict", None)
@@ -112,14 +120,54 @@ def rust_access_log(log: Any, cfg: Any) -> tuple[logging.Handler, str] | None:
         stream.fileno()  # type: ignore[union-attr]
     except (AttributeError, OSError, ValueError):
         return None
-    return handler, str(cfg.access_log_format)
+    return handler, str(cfg.access_log_format), statsd
 
 
-def _access_log_enabled(log: Any, cfg: Any) -> bool:
-    """Whether gunicorn's logger does anything per request: an access log, or a logger class
-    of its own (statsd's counts every request in ``access``)."""
-    if type(log).access is not glogging.Logger.access:
-        return True
+def _is_gunicorn_statsd(log: Any) -> bool:
+    try:
+        from gunicorn.instrument.statsd import Statsd
+    except ImportError:  # pragma: no cover - every supported gunicorn has it
+        return False
+    return type(log) is Statsd
+
+
+class _Recorder:
+    """A statsd socket that keeps what is sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def send(self, data: bytes) -> int:
+        self.sent.append(bytes(data))
+        return len(data)
+
+
+def statsd_sample(log: Any) -> tuple[Any, list[bytes], bytes, bytes] | None:
+    """``(socket, datagrams, duration, status)``: the datagrams gunicorn's ``Statsd.access``
+    sends for a sample request that took 1.234 ms and answered 599, recorded once per worker
+    with a copy of the logger whose socket keeps them and whose access lines go nowhere. They
+    are the templates of every request's metrics in the Rust cycle: the installed gunicorn's
+    own names, metric types, prefix and tags. None when the logger has no socket (it sends
+    nothing)."""
+    sock = getattr(log, "sock", None)
+    if sock is None:
+        return None
+    probe = copy.copy(log)
+    recorder = _Recorder()
+    probe.sock = recorder
+    quiet = logging.getLogger("gunicorn_uwsgi.statsd_sample")
+    quiet.propagate = False
+    quiet.disabled = True
+    probe.access_log = quiet
+    resp = SimpleNamespace(status="599 Sample", headers=[], sent=0)
+    req = SimpleNamespace(headers=[])
+    environ = {"REQUEST_METHOD": "GET", "RAW_URI": "/", "SERVER_PROTOCOL": "HTTP/1.1"}
+    type(log).access(probe, resp, req, environ, timedelta(microseconds=1234))
+    return sock, recorder.sent, b"1.234", b"599"
+
+
+def _access_lines_enabled(log: Any, cfg: Any) -> bool:
+    """Whether gunicorn's ``Logger.access`` writes lines (as it decides it)."""
     enabled = getattr(log, "access_log_enabled", None)
     if enabled is not None:
         return bool(enabled)
@@ -128,8 +176,14 @@ def _access_log_enabled(log: Any, cfg: Any) -> bool:
         or cfg.logconfig
         or getattr(cfg, "logconfig_dict", None)
         or getattr(cfg, "logconfig_json", None)
-        or (cfg.syslog and not cfg.disable_redirect_access_to_syslog)
+        or (cfg.syslog and not getattr(cfg, "disable_redirect_access_to_syslog", False))
     )
+
+
+def _access_log_enabled(log: Any, cfg: Any) -> bool:
+    """Whether gunicorn's logger does anything per request: an access log, or a logger class
+    of its own (statsd's counts every request in ``access``)."""
+    return type(log).access is not glogging.Logger.access or _access_lines_enabled(log, cfg)
 
 
 def check_allow_list(cfg: Any, log: Any) -> None:
@@ -159,6 +213,8 @@ class UWSGIWorkerMixin:
     #: Exceptions that end a connection's handler without being an application error (the
     #: gevent worker's ``GreenletExit`` when a stopping worker kills its handlers).
     passthrough: tuple[type[BaseException], ...] = ()
+    #: Whether the debug line saying the Rust cycle writes the access log was logged.
+    _access_log_told = False
 
     # Set by gunicorn's Worker.
     cfg: Any
@@ -208,7 +264,7 @@ class UWSGIWorkerMixin:
         """The Rust request cycle (``_native.FastServer``: accept, receive, parse, environ,
         application, response, close, with the worker's request hooks and gunicorn's access
         log), or None when the worker needs the Python one: TLS, or logging the Rust cycle
-        does not write itself (``rust_access_log``). ``GUNICORN_UWSGI_FAST_PATH=0`` turns it off.
+        does not write itself (``rust_request_log``). ``GUNICORN_UWSGI_FAST_PATH=0`` turns it off.
         A threaded worker makes one per thread."""
         cfg, settings = self.cfg, self.uwsgi
         if os.environ.get("GUNICORN_UWSGI_FAST_PATH", "1") == "0" or settings.is_ssl:
@@ -232,6 +288,9 @@ class UWSGIWorkerMixin:
         fast.call_hooks(pre, post)
         if access is not None:
             fast.log_access(access)
+            if not self._access_log_told:
+                self._access_log_told = True
+                self.log.debug("access log and request metrics written by the Rust cycle")
         if len(self.sockets) > 1:
             # The worker's own wait covers every listener (F8: no connection waits behind a
             # wait on another listener).
@@ -240,21 +299,19 @@ class UWSGIWorkerMixin:
 
     def access_log(self) -> Any:
         """The worker's one ``_native.AccessLog``, shared by its threads' cycles, or None when
-        gunicorn's own logging must write the access log (``rust_access_log``)."""
+        gunicorn's own logging must write the access log (``rust_request_log``)."""
         try:
             return self._access_log
         except AttributeError:
             pass
         log = None
-        found = rust_access_log(self.log, self.cfg)
+        found = rust_request_log(self.log, self.cfg)
         if found is not None:
-            handler, fmt = found
+            handler, fmt, statsd = found
             try:
-                log = _native.AccessLog(handler, fmt, time.strftime)
+                log = _native.AccessLog(handler, fmt, time.strftime, statsd)
             except ValueError:
                 log = None
-        if log is not None:
-            self.log.debug("access log lines written by the Rust cycle")
         self._access_log: Any = log
         return log
 
@@ -347,7 +404,7 @@ class UWSGIWorkerMixin:
         except OSError:
             self.log.debug("could not send the 500 answer to %s", peer_name(addr))
             return
-        if req is not None and getattr(self.log, "access_log_enabled", True):
+        if req is not None and _access_log_enabled(self.log, self.cfg):
             error_resp = Response(req, client, self.cfg)
             error_resp.status = f"500 {_native.reason(500)}"
             error_resp.sent = len(body)
