@@ -20,6 +20,7 @@ import platform
 import re
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -51,6 +52,8 @@ SERVERS = (
     "gunicorn-gevent",
     "ours-log",
     "ours-hook",
+    "ours-statsd",
+    "gunicorn-statsd",
     "ours-thread-log",
     "ours-gevent-log",
     "gunicorn-log",
@@ -70,6 +73,8 @@ LABELS = {
     "gunicorn-gevent": "gunicorn --protocol uwsgi -k gevent",
     "ours-log": "gunicorn_uwsgi.SyncWorker --access-logfile FILE",
     "ours-hook": "gunicorn_uwsgi.SyncWorker with a post_request hook",
+    "ours-statsd": "gunicorn_uwsgi.SyncWorker --statsd-host (a listener on loopback)",
+    "gunicorn-statsd": "gunicorn --protocol uwsgi (sync) --statsd-host",
     "ours-thread-log": f"gunicorn_uwsgi.ThreadWorker --threads {THREADS} --access-logfile FILE",
     "ours-gevent-log": "gunicorn_uwsgi.GeventWorker --access-logfile FILE",
     "gunicorn-log": "gunicorn --protocol uwsgi (sync) --access-logfile FILE",
@@ -91,11 +96,17 @@ WORKER_ARGS = {
 LOGGED = {
     "ours-log": "ours",
     "ours-hook": "ours",
+    "ours-statsd": "ours",
+    "gunicorn-statsd": "gunicorn",
     "ours-thread-log": "ours-thread",
     "ours-gevent-log": "ours-gevent",
     "gunicorn-log": "gunicorn",
     "uwsgi-log": "uwsgi",
 }
+#: The statsd servers' listener: bound for the whole run, never read (the kernel drops what
+#: does not fit), so sends succeed as they do towards a real statsd daemon.
+STATSD = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+STATSD.bind(("127.0.0.1", 0))
 APPS = {"hello": "hello", "environ": "environ_json", "post64k": "post", "sleep10": "sleep10"}
 
 
@@ -191,6 +202,8 @@ class Server:
                 cmd += ["--access-logfile", str(request_log)]
             elif kind.endswith("-hook"):
                 cmd += ["-c", str(ROOT / "bench" / "hooks.py")]
+            elif kind.endswith("-statsd"):
+                cmd += ["--statsd-host", f"127.0.0.1:{STATSD.getsockname()[1]}"]
             if (
                 "--no-control-socket"
                 in subprocess.run(

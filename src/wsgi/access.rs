@@ -174,7 +174,7 @@ impl AccessLog {
             self.send_metrics(py, &datagram)?;
         }
         if full {
-            self.write_pending(py)?;
+            self.write_pending_reporting(py);
         }
         Ok(())
     }
@@ -248,6 +248,14 @@ impl AccessLog {
             let _ = net::send_ready(out, datagram);
         }
         Ok(())
+    }
+
+    /// [`write_pending`](Self::write_pending) from the request cycle: a failure is reported
+    /// on stderr, as `logging` reports a handler that fails, and the worker goes on.
+    pub fn write_pending_reporting(&self, py: Python<'_>) {
+        if let Err(e) = self.write_pending(py) {
+            e.print(py);
+        }
     }
 
     /// Whether buffered lines have waited long enough to be written.
@@ -423,7 +431,26 @@ impl AccessLog {
 fn write_to_handler(py: Python<'_>, handler: &Bound<'_, PyAny>, lines: &[u8]) -> PyResult<()> {
     handler.call_method0(pyo3::intern!(py, "acquire"))?;
     let written = (|| {
-        let stream = handler.getattr(pyo3::intern!(py, "stream"))?;
+        let mut stream = handler.getattr(pyo3::intern!(py, "stream"))?;
+        if stream.is_none() {
+            // A closed FileHandler (logging.shutdown, a dictConfig) opens its file again on
+            // the next line, as its emit() does; one closed for good writes nothing.
+            let closed = handler
+                .getattr_opt(pyo3::intern!(py, "_closed"))?
+                .map(|c| c.is_truthy())
+                .transpose()?
+                .unwrap_or(false);
+            let mode = handler.getattr_opt(pyo3::intern!(py, "mode"))?;
+            let truncates = match &mode {
+                Some(m) => m.eq("w")?,
+                None => false,
+            };
+            if (closed && truncates) || !handler.hasattr(pyo3::intern!(py, "_open"))? {
+                return Ok(());
+            }
+            stream = handler.call_method0(pyo3::intern!(py, "_open"))?;
+            handler.setattr(pyo3::intern!(py, "stream"), &stream)?;
+        }
         stream.call_method0(pyo3::intern!(py, "flush"))?;
         let fd: RawFd = stream
             .call_method0(pyo3::intern!(py, "fileno"))?

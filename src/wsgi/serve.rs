@@ -315,7 +315,7 @@ impl FastServer {
                 break;
             }
             if let Some(log) = self.access.as_ref().filter(|log| log.get().due()) {
-                log.get().write_pending(py)?;
+                log.get().write_pending_reporting(py);
             }
             if beat.elapsed() >= BEAT_EVERY {
                 worker.call_method0(pyo3::intern!(py, "notify"))?;
@@ -756,7 +756,9 @@ impl FastServer {
         self.served = 0;
         let code = self.batch(py, &listener, worker, limit);
         // The batch's access lines go out before the worker does anything else.
-        self.flush_access(py)?;
+        if let Some(log) = &self.access {
+            log.get().write_pending_reporting(py);
+        }
         code
     }
 
@@ -868,7 +870,7 @@ impl FastServer {
             Received::Complete(head) => {
                 let served = self.respond(py, server, conn, &buf, &head, worker, Some(waits));
                 if let Some(log) = self.access.as_ref().filter(|log| log.get().due()) {
-                    log.get().write_pending(py)?;
+                    log.get().write_pending_reporting(py);
                 }
                 match served? {
                     None => Ok((outcome::FULL, None)),

@@ -6,12 +6,13 @@ Needs gevent (``pip install gunicorn-uwsgi-rs[gevent]``); importing ``gunicorn_u
 from __future__ import annotations
 
 import socket
+import time
 from functools import partial
 from typing import Any
 
 import gevent
-from gevent.server import StreamServer
 from gevent.socket import wait_read, wait_write
+from greenlet import getcurrent, greenlet
 from gunicorn.workers import ggevent
 
 from gunicorn_uwsgi._native import (
@@ -53,37 +54,98 @@ class GreenSocketWriter:
         return getattr(self.sock, name)
 
 
-class RustStreamServer(StreamServer):
-    """gevent's ``StreamServer`` for one listener, accepting in Rust: each connection's
-    greenlet gets the non-blocking descriptor (no gevent socket is made unless the Python path
-    needs one) and serves it in the Rust cycle. The pool, the full-pool pause, ``max_accept``,
-    ``close`` and ``stop`` are gevent's."""
+class Slots:
+    """The connections a ``RustServer`` serves at once, bounded by ``--worker-connections``:
+    ``size`` and ``free_count()``, what gunicorn's graceful stop asks of a server's pool."""
+
+    __slots__ = ("free", "size")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.free = size
+
+    def free_count(self) -> int:
+        return self.free
+
+
+class RustServer:
+    """One listener of the GeventWorker, accepting in Rust: a watcher on the listener wakes the
+    hub, which accepts what is pending (``FastServer.accept_green``: a non-blocking descriptor,
+    no gevent socket) and runs each connection in a greenlet of its own, at most
+    ``--worker-connections`` at once (accepting pauses while all are busy). Each greenlet
+    serves its connection in the Rust cycle and waits for the peer through gevent. What
+    gunicorn's run loop asks of a server: ``start``, ``close`` (stop accepting), ``pool``
+    (``size``, ``free_count()``) and ``stop`` (end the connections still running)."""
 
     def __init__(self, listener: Any, *, spawn: Any, worker: GeventWorker, **_: Any) -> None:
-        super().__init__(listener, handle=partial(worker.serve_connection, listener), spawn=spawn)
+        self.listener = listener
+        self.worker = worker
         self.fast = worker.fast
-        self.listener_fd = listener.fileno()
-        self.listener_family = listener.family
-        if worker.cfg.workers > 1:
-            self.max_accept = 1  # leave the next connection to another worker process
+        self.pool = Slots(spawn.size if spawn.size is not None else 1 << 30)
+        self.hub = gevent.get_hub()
+        self.fd = listener.fileno()
+        self.family = listener.family
+        self.watcher = self.hub.loop.io(self.fd, 1)
+        # Several worker processes: one connection per wake-up, the next left to another.
+        self.max_accept = 1 if worker.cfg.workers > 1 else 100
+        self.running: set[Any] = set()
+        self.closed = False
 
-    def do_read(self) -> Any:
-        return self.fast.accept_green(self.listener_fd, self.listener_family)
+    def start(self) -> None:
+        self.watcher.start(self.accept)
 
-    def do_close(self, *args: Any) -> None:
-        pass  # a connection nobody served closes when it is dropped
+    def accept(self) -> None:
+        """In the hub: starts a greenlet for each pending connection, while slots are free."""
+        pool, accept_green = self.pool, self.fast.accept_green
+        for _ in range(self.max_accept):
+            if pool.free <= 0:
+                self.watcher.stop()  # started again when a connection ends
+                return
+            accepted = accept_green(self.fd, self.family)
+            if accepted is None:
+                return
+            pool.free -= 1
+            child = greenlet(self.run, parent=self.hub)
+            self.running.add(child)
+            child.switch(*accepted)
+
+    def run(self, conn: Any, addr: Any) -> None:
+        try:
+            self.worker.serve_connection(self.listener, conn, addr)
+        except gevent.GreenletExit:
+            pass
+        except BaseException:  # a failure no handler caught: the worker goes on
+            self.worker.log.exception("Error serving a uwsgi connection")
+        finally:
+            self.running.discard(getcurrent())
+            self.pool.free += 1
+            if self.pool.free == 1 and not self.closed:
+                self.watcher.start(self.accept)
+
+    def close(self) -> None:
+        self.closed = True
+        self.watcher.stop()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stops accepting and ends the connections still running (``GreenletExit``)."""
+        self.close()
+        for child in list(self.running):
+            gevent.kill(child, block=False)
+        deadline = time.monotonic() + (timeout or 0)
+        while self.running and time.monotonic() < deadline:
+            gevent.sleep(0.01)
 
 
 class GeventWorker(UWSGIWorkerMixin, ggevent.GeventWorker):
     """Many connections per process on gevent, like gunicorn's ``gevent`` worker.
 
-    gunicorn's setup is kept: the monkey-patching, one server per listener with a pool of
-    ``--worker-connections`` greenlets (a full pool stops accepting), the heartbeat, and the
-    graceful stop on ``TERM`` (G2). Each connection's greenlet runs the same Rust cycle as the
-    other workers on the connection's non-blocking descriptor: waiting for the peer, either
-    way, yields to the other greenlets. Connections the Rust cycle hands over, and every
-    connection of a worker with request hooks, an access log or TLS (``--certfile``, done by
-    gevent's ``StreamServer``), take the Python path through a gevent socket.
+    gunicorn's setup is kept: the monkey-patching, its run loop with one server per listener
+    (here a ``RustServer``) bounded by ``--worker-connections`` (a full worker stops
+    accepting), the heartbeat, and the graceful stop on ``TERM`` (G2). Each connection's
+    greenlet runs the same Rust cycle as the other workers on the connection's non-blocking
+    descriptor: waiting for the peer, either way, yields to the other greenlets. Connections
+    the Rust cycle hands over take the Python path through a gevent socket; with TLS
+    (``--certfile``) gunicorn's own ``StreamServer`` and the Python path serve them all.
     """
 
     # Greenlets run the application concurrently but never in parallel threads: E8 keeps
@@ -99,7 +161,7 @@ class GeventWorker(UWSGIWorkerMixin, ggevent.GeventWorker):
             return
         fast.cooperate(wait_read, wait_write, self.uwsgi.timeout)
         # gunicorn's run() makes each listener's server with server_class when it is set.
-        self.server_class = partial(RustStreamServer, worker=self)
+        self.server_class = partial(RustServer, worker=self)
         flusher = gevent.spawn(self.flush_access_log, fast)
         try:
             super().run()
