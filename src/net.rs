@@ -174,18 +174,7 @@ pub fn send_file(
     offset: u64,
     count: u64,
 ) -> std::io::Result<u64> {
-    let mut offset = offset;
-    let mut left = count;
-    while left > 0 {
-        let chunk = usize::try_from(left.min(0x3FFF_FFFF)).unwrap_or(0x3FFF_FFFF);
-        match rustix::fs::sendfile(out, file, Some(&mut offset), chunk) {
-            Ok(0) => break,
-            Ok(n) => left -= n as u64,
-            Err(Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(count - left)
+    send_file_until(out, file, offset, count, false)
 }
 
 /// `sendfile(2)` of up to `count` bytes from `offset` as far as a non-blocking socket takes
@@ -196,12 +185,23 @@ pub fn send_file_ready(
     offset: u64,
     count: u64,
 ) -> std::io::Result<u64> {
+    send_file_until(out, file, offset, count, true)
+}
+
+fn send_file_until(
+    out: BorrowedFd<'_>,
+    file: BorrowedFd<'_>,
+    offset: u64,
+    count: u64,
+    until_full: bool,
+) -> std::io::Result<u64> {
     let mut offset = offset;
     let mut left = count;
     while left > 0 {
         let chunk = usize::try_from(left.min(0x3FFF_FFFF)).unwrap_or(0x3FFF_FFFF);
         match rustix::fs::sendfile(out, file, Some(&mut offset), chunk) {
-            Ok(0) | Err(Errno::AGAIN) => break,
+            Ok(0) => break,
+            Err(Errno::AGAIN) if until_full => break,
             Ok(n) => left -= n as u64,
             Err(Errno::INTR) => continue,
             Err(e) => return Err(e.into()),

@@ -57,7 +57,8 @@ pub enum Atom {
 }
 
 impl Atom {
-    fn named(name: &str) -> Self {
+    /// The atom a `%(name)s` names, by gunicorn's `SafeAtoms` rules.
+    pub fn named(name: &str) -> Self {
         if name.starts_with('{') {
             let lower = name.to_lowercase();
             let inner = |suffix: &str| {
