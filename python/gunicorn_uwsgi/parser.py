@@ -142,12 +142,21 @@ class UWSGIParser:
         return req
 
     def _read_chunks(self) -> UWSGIRequest | None:
-        chunks = iter(self.source)
-        data = next(chunks, b"")
+        source, settings, peer = self.source, self.settings, self.source_addr
+        if self._sequence:  # a list or tuple is read by index; an iterator only if needed
+            if not source:
+                return None
+            data, chunks = source[0], None
+        else:
+            chunks = iter(source)
+            data = next(chunks, b"")
         if not data:
             return None
-        req = _request(data, self.settings.limits, self.source_addr, 1)
+        req = _request(data, settings.limits, peer, 1)
         if isinstance(req, int) or req.body is None:
-            return read_request(_IterSource(chunks), self.source_addr, self.settings, 1, data)
-        req.resolve_scheme(self.settings.native, self.source_addr)
+            if chunks is None:
+                chunks = iter(source)
+                next(chunks)
+            return read_request(_IterSource(chunks), peer, settings, 1, data)
+        req.resolve_scheme(settings.native, peer)
         return req

@@ -110,16 +110,24 @@ class ProtocolSettings:
 _cache: weakref.WeakKeyDictionary[Any, ProtocolSettings] = weakref.WeakKeyDictionary()
 
 
+#: The settings last asked for: a worker, or a program using the parser API, has one cfg.
+_last: tuple[Any, ProtocolSettings | None] = (None, None)
+
+
 def settings_for(cfg: Any) -> ProtocolSettings:
     """The settings compiled for ``cfg``, made on first use (for the public parser API and
     ``create``)."""
+    global _last
+    last_cfg, last = _last
+    if last_cfg is cfg and last is not None:
+        return last
     try:
-        return _cache[cfg]
+        settings = _cache[cfg]
     except (KeyError, TypeError):
-        pass
-    settings = ProtocolSettings(cfg)
-    try:
-        _cache[cfg] = settings
-    except TypeError:  # cfg cannot be weakly referenced: do not cache
-        pass
+        settings = ProtocolSettings(cfg)
+        try:
+            _cache[cfg] = settings
+        except TypeError:  # cfg cannot be weakly referenced: do not cache
+            pass
+    _last = (cfg, settings)
     return settings

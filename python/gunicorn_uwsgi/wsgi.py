@@ -43,5 +43,5 @@ def create(
     defaults to the ones compiled for ``cfg``."""
     if settings is None:
         settings = settings_for(cfg)
-    environ = make_environ(req, sock, client, server, settings)
+    environ: dict[str, Any] = req.environ(settings.native, sock, client, server)
     return Response(req, sock, None, settings.sendfile), environ
