@@ -293,21 +293,22 @@ impl AccessLog {
 
     /// Appends one atom; `false` when gunicorn would write no line for the request (the
     /// environ lacks what `r` needs).
-    fn atom(
+    fn atom<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         lines: &Lines,
         atom: &Atom,
-        e: &Entry<'_, '_>,
+        e: &Entry<'_, 'py>,
         out: &mut Vec<u8>,
     ) -> PyResult<bool> {
-        let env = |key: &str| e.environ.get_item(PyString::intern(py, key));
+        // The keys are interned once (`intern!`): a lookup costs no string of its own.
+        let env = |key: &Bound<'py, PyString>| e.environ.get_item(key);
         match atom {
-            Atom::RemoteAddr => push_or(out, env("REMOTE_ADDR")?, b"-")?,
+            Atom::RemoteAddr => push_or(out, env(pyo3::intern!(py, "REMOTE_ADDR"))?, b"-")?,
             Atom::Dash => out.push(b'-'),
             Atom::User => {
                 let start = out.len();
-                if let Some(auth) = env("HTTP_AUTHORIZATION")? {
+                if let Some(auth) = env(pyo3::intern!(py, "HTTP_AUTHORIZATION"))? {
                     if let Ok(auth) = auth.cast::<PyString>() {
                         let mut user = Vec::new();
                         if access::basic_user_into(auth.to_cow()?.as_bytes(), &mut user).is_some() {
@@ -321,10 +322,12 @@ impl AccessLog {
             }
             Atom::Time => self.push_time(py, out)?,
             Atom::RequestLine => {
-                for (i, key) in ["REQUEST_METHOD", "RAW_URI", "SERVER_PROTOCOL"]
-                    .iter()
-                    .enumerate()
-                {
+                let keys = [
+                    pyo3::intern!(py, "REQUEST_METHOD"),
+                    pyo3::intern!(py, "RAW_URI"),
+                    pyo3::intern!(py, "SERVER_PROTOCOL"),
+                ];
+                for (i, key) in keys.iter().enumerate() {
                     let Some(value) = env(key)? else {
                         return Ok(false);
                     };
@@ -345,13 +348,13 @@ impl AccessLog {
                 },
                 None => out.extend_from_slice(b"None"),
             },
-            Atom::Method => push_or(out, env("REQUEST_METHOD")?, b"None")?,
-            Atom::Path => push_or(out, env("PATH_INFO")?, b"None")?,
-            Atom::Query => push_or(out, env("QUERY_STRING")?, b"None")?,
-            Atom::Protocol => push_or(out, env("SERVER_PROTOCOL")?, b"None")?,
+            Atom::Method => push_or(out, env(pyo3::intern!(py, "REQUEST_METHOD"))?, b"None")?,
+            Atom::Path => push_or(out, env(pyo3::intern!(py, "PATH_INFO"))?, b"None")?,
+            Atom::Query => push_or(out, env(pyo3::intern!(py, "QUERY_STRING"))?, b"None")?,
+            Atom::Protocol => push_or(out, env(pyo3::intern!(py, "SERVER_PROTOCOL"))?, b"None")?,
             Atom::Sent => out.extend_from_slice(e.sent.to_string().as_bytes()),
-            Atom::Referer => push_or(out, env("HTTP_REFERER")?, b"-")?,
-            Atom::UserAgent => push_or(out, env("HTTP_USER_AGENT")?, b"-")?,
+            Atom::Referer => push_or(out, env(pyo3::intern!(py, "HTTP_REFERER"))?, b"-")?,
+            Atom::UserAgent => push_or(out, env(pyo3::intern!(py, "HTTP_USER_AGENT"))?, b"-")?,
             Atom::Seconds | Atom::Micros | Atom::Millis | Atom::SecondsFraction => {
                 access::push_time(out, atom, e.elapsed);
             }
