@@ -206,11 +206,7 @@ impl AccessLog {
         let duration = access::duration_ms(entry.elapsed);
         let status = match &entry.status {
             Some(status) => match status.cast::<PyString>() {
-                Ok(s) => s
-                    .to_cow()?
-                    .split_whitespace()
-                    .next()
-                    .and_then(|code| code.parse::<u16>().ok()),
+                Ok(s) => status_code(s)?.parse::<u16>().ok(),
                 Err(_) => status.extract::<u16>().ok(),
             },
             None => None,
@@ -339,11 +335,7 @@ impl AccessLog {
             }
             Atom::Status => match &e.status {
                 Some(status) => match status.cast::<PyString>() {
-                    Ok(s) => {
-                        let text = s.to_cow()?;
-                        let code = text.split_whitespace().next().unwrap_or_default();
-                        access::push_escaped(out, code.as_bytes());
-                    }
+                    Ok(s) => access::push_escaped(out, status_code(s)?.as_bytes()),
                     Err(_) => push_text(out, status, false)?,
                 },
                 None => out.extend_from_slice(b"None"),
@@ -470,6 +462,16 @@ fn write_to_handler(py: Python<'_>, handler: &Bound<'_, PyAny>, lines: &[u8]) ->
     })();
     handler.call_method0(pyo3::intern!(py, "release"))?;
     written
+}
+
+/// The code of a status string as gunicorn takes it: `status.split(None, 1)[0]`.
+fn status_code(status: &Bound<'_, PyString>) -> PyResult<String> {
+    Ok(status
+        .to_cow()?
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned())
 }
 
 /// A value as `%s` formats it in gunicorn's line: a string with `"` escaped, anything else

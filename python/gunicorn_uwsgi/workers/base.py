@@ -92,12 +92,7 @@ def rust_request_log(log: Any, cfg: Any) -> tuple[Any, str | None, Any] | None:
         statsd = statsd_sample(log)
     if not _access_lines_enabled(log, cfg):
         return None, None, statsd
-    if (
-        cfg.logconfig
-        or getattr(cfg, "logconfig_dict", None)
-        or getattr(cfg, "logconfig_json", None)
-        or (cfg.syslog and not getattr(cfg, "disable_redirect_access_to_syslog", False))
-    ):
+    if _logging_configured(cfg):
         return None
     access = log.access_log
     if access.filters or access.propagate or not access.isEnabledFor(logging.INFO):
@@ -171,9 +166,14 @@ def _access_lines_enabled(log: Any, cfg: Any) -> bool:
     enabled = getattr(log, "access_log_enabled", None)
     if enabled is not None:
         return bool(enabled)
+    return bool(cfg.accesslog) or _logging_configured(cfg)
+
+
+def _logging_configured(cfg: Any) -> bool:
+    """Whether gunicorn's logging is set up by a logging configuration or syslog, which route
+    access lines through ``logging`` in ways a direct writer cannot honour."""
     return bool(
-        cfg.accesslog
-        or cfg.logconfig
+        cfg.logconfig
         or getattr(cfg, "logconfig_dict", None)
         or getattr(cfg, "logconfig_json", None)
         or (cfg.syslog and not getattr(cfg, "disable_redirect_access_to_syslog", False))
