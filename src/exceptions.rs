@@ -42,6 +42,20 @@ pub fn protocol_error(py: Python<'_>, err: &ProtocolError) -> PyErr {
     raise(py, class, err.to_string())
 }
 
+/// A peer the allow list refuses (A4): 403.
+#[cold]
+pub fn forbidden(py: Python<'_>, host: String) -> PyErr {
+    raise(py, "ForbiddenUWSGIRequest", host)
+}
+
+/// A peer that kept the worker waiting past the read timeout for `what` (F8).
+#[cold]
+pub fn peer_timeout<'py>(py: Python<'py>, seconds: f64, what: &str) -> PyResult<Bound<'py, PyAny>> {
+    errors_module(py)?
+        .getattr("PeerTimeout")?
+        .call1((seconds, what))
+}
+
 /// An invalid response head: the application gets this from `start_response` (R1).
 #[cold]
 pub fn response_error(py: Python<'_>, err: &ResponseError) -> PyErr {

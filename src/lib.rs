@@ -11,6 +11,7 @@
 //! - [`py`]: the Python classes over the core values, and gunicorn's request object.
 //! - this file: the module declaration and its one export list.
 
+pub mod asgi;
 pub mod core;
 pub mod exceptions;
 pub mod net;
@@ -22,6 +23,8 @@ use pyo3::prelude::*;
 
 #[pymodule]
 mod _native {
+    #[pymodule_export]
+    use crate::asgi::serve::{AsgiServer, Cycle, Ready};
     #[pymodule_export]
     use crate::py::bindings::{
         claim_missing_method_warning, error_response, parse, reason, response_head, PyAllowList,

@@ -1,7 +1,7 @@
 """The uWSGI protocol (nginx ``uwsgi_pass``) for gunicorn, with a Rust core.
 
 Run ``gunicorn app:app --worker-class gunicorn_uwsgi.SyncWorker`` (or ``ThreadWorker``, or
-``GeventWorker`` with gevent installed).
+``GeventWorker`` with gevent installed; ``ASGIWorker`` for ASGI applications).
 """
 
 from __future__ import annotations
@@ -13,13 +13,18 @@ from gunicorn_uwsgi.parser import UWSGIParser
 from gunicorn_uwsgi.workers import SyncWorker, ThreadWorker
 
 if TYPE_CHECKING:
+    from gunicorn_uwsgi.workers.asgi import ASGIWorker
     from gunicorn_uwsgi.workers.ggevent import GeventWorker
 
-__all__ = ["GeventWorker", "SyncWorker", "ThreadWorker", "UWSGIParser", "__version__"]
+__all__ = ["ASGIWorker", "GeventWorker", "SyncWorker", "ThreadWorker", "UWSGIParser", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
-    # The gevent worker imports gevent: only when it is asked for.
+    # The gevent worker imports gevent, the ASGI worker asyncio: only when asked for.
+    if name == "ASGIWorker":
+        from gunicorn_uwsgi.workers.asgi import ASGIWorker
+
+        return ASGIWorker
     if name == "GeventWorker":
         from gunicorn_uwsgi.workers.ggevent import GeventWorker
 

@@ -91,7 +91,8 @@ pub fn omits_body(status: u16, method_is_head: bool) -> bool {
     method_is_head || status < 200 || status == 204 || status == 304
 }
 
-/// Validates the status and headers and serialises the head (R1–R4).
+/// Validates the status and headers and serialises the head (R1–R4): a PEP 3333 status
+/// string and `str` headers, which must be latin-1.
 pub fn build_head<'a, I>(
     status: &str,
     headers: I,
@@ -101,26 +102,110 @@ where
     I: IntoIterator<Item = (&'a str, &'a str)>,
 {
     let code = parse_status(status)?;
+    let mut line = Vec::with_capacity(status.len());
+    push_latin1(&mut line, status);
+    let mut failed = None;
+    let fields = headers.into_iter().map_while(|(name, value)| {
+        if name.is_empty() || !name.chars().all(is_tchar) {
+            failed = Some(ResponseError::HeaderName(name.to_owned()));
+            return None;
+        }
+        if !value.chars().all(is_field_char) {
+            failed = Some(ResponseError::HeaderValue(name.to_owned()));
+            return None;
+        }
+        let value = if value.is_ascii() {
+            std::borrow::Cow::Borrowed(value.as_bytes())
+        } else {
+            let mut out = Vec::with_capacity(value.len());
+            push_latin1(&mut out, value);
+            std::borrow::Cow::Owned(out)
+        };
+        Some((name.as_bytes(), value))
+    });
+    let head = serialise(code, &line, fields, method_is_head);
+    match failed {
+        Some(err) => Err(err),
+        None => head,
+    }
+}
+
+/// [`build_head`] for a numeric status and byte headers (an ASGI `http.response.start`):
+/// the reason is the status's standard phrase.
+pub fn build_head_bytes<'a, I>(
+    status: u16,
+    headers: I,
+    method_is_head: bool,
+) -> Result<ResponseHead, ResponseError>
+where
+    I: IntoIterator<Item = (&'a [u8], &'a [u8])>,
+{
+    if !(100..=999).contains(&status) {
+        return Err(ResponseError::Status(status.to_string()));
+    }
+    let line = format!("{status} {}", phrase(status));
+    serialise(
+        status,
+        line.as_bytes(),
+        headers
+            .into_iter()
+            .map(|(n, v)| (n, std::borrow::Cow::Borrowed(v))),
+        method_is_head,
+    )
+}
+
+fn is_field_byte(b: u8) -> bool {
+    b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80
+}
+
+fn trim_blanks(v: &[u8]) -> &[u8] {
+    let start = v.iter().position(|&b| b != b' ' && b != b'\t');
+    let Some(start) = start else {
+        return &[];
+    };
+    let end = v
+        .iter()
+        .rposition(|&b| b != b' ' && b != b'\t')
+        .map_or(start, |e| e + 1);
+    v.get(start..end).unwrap_or_default()
+}
+
+/// The one serialisation of a response head: `HTTP/1.1 <line>`, the checked headers minus
+/// hop-by-hop ones, `Content-Length` kept (checked, and dropped for 1xx and 204), a blank line.
+fn serialise<'a, V, I>(
+    code: u16,
+    line: &[u8],
+    headers: I,
+    method_is_head: bool,
+) -> Result<ResponseHead, ResponseError>
+where
+    V: AsRef<[u8]>,
+    I: IntoIterator<Item = (&'a [u8], V)>,
+{
     let no_body = omits_body(code, method_is_head);
     let drop_length = code < 200 || code == 204;
     let mut out = Vec::with_capacity(128);
     out.extend_from_slice(b"HTTP/1.1 ");
-    push_latin1(&mut out, status);
+    out.extend_from_slice(line);
     out.extend_from_slice(b"\r\n");
     let mut content_length = None;
     for (name, value) in headers {
-        if name.is_empty() || !name.chars().all(is_tchar) {
-            return Err(ResponseError::HeaderName(name.to_owned()));
+        let value = value.as_ref();
+        let shown = || String::from_utf8_lossy(name).into_owned();
+        if name.is_empty() || !name.iter().all(|&b| is_tchar(char::from(b))) {
+            return Err(ResponseError::HeaderName(shown()));
         }
-        if !value.chars().all(is_field_char) {
-            return Err(ResponseError::HeaderValue(name.to_owned()));
+        if !value.iter().all(|&b| is_field_byte(b)) {
+            return Err(ResponseError::HeaderValue(shown()));
         }
-        let value = value.trim_matches([' ', '\t']);
-        if is_hop_by_hop(name) {
+        let value = trim_blanks(value);
+        // Names are ASCII tokens here.
+        let text = std::str::from_utf8(name).unwrap_or_default();
+        if is_hop_by_hop(text) {
             continue;
         }
-        if name.eq_ignore_ascii_case("content-length") {
-            let n = parse_content_length(value)?;
+        if text.eq_ignore_ascii_case("content-length") {
+            let n = parse_content_length(&String::from_utf8_lossy(value))?;
             match content_length {
                 Some(prev) if prev != n => {
                     return Err(ResponseError::ContentLength(format!("{prev} and {n}")))
@@ -132,9 +217,9 @@ where
                 continue;
             }
         }
-        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(name);
         out.extend_from_slice(b": ");
-        push_latin1(&mut out, value);
+        out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
@@ -144,6 +229,76 @@ where
         content_length: if drop_length { None } else { content_length },
         no_body,
     })
+}
+
+/// The standard reason phrase of a status (RFC 9110 and the registered extensions), empty
+/// for a code without one.
+pub fn phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        102 => "Processing",
+        103 => "Early Hints",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        203 => "Non-Authoritative Information",
+        204 => "No Content",
+        205 => "Reset Content",
+        206 => "Partial Content",
+        207 => "Multi-Status",
+        208 => "Already Reported",
+        226 => "IM Used",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        305 => "Use Proxy",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        402 => "Payment Required",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        407 => "Proxy Authentication Required",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        411 => "Length Required",
+        412 => "Precondition Failed",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        416 => "Range Not Satisfiable",
+        417 => "Expectation Failed",
+        418 => "I'm a Teapot",
+        421 => "Misdirected Request",
+        422 => "Unprocessable Content",
+        423 => "Locked",
+        424 => "Failed Dependency",
+        425 => "Too Early",
+        426 => "Upgrade Required",
+        428 => "Precondition Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        451 => "Unavailable For Legal Reasons",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        506 => "Variant Also Negotiates",
+        507 => "Insufficient Storage",
+        508 => "Loop Detected",
+        510 => "Not Extended",
+        511 => "Network Authentication Required",
+        _ => "",
+    }
 }
 
 /// A short plain-text error response for a protocol error (X1).
@@ -160,15 +315,9 @@ pub fn error_response(status: u16, reason: &str, message: &str) -> Vec<u8> {
 
 /// The reason phrase for the statuses the server itself sends.
 pub fn reason(status: u16) -> &'static str {
-    match status {
-        400 => "Bad Request",
-        403 => "Forbidden",
-        413 => "Content Too Large",
-        414 => "URI Too Long",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        _ => "Error",
+    match phrase(status) {
+        "" => "Error",
+        p => p,
     }
 }
 
@@ -305,6 +454,52 @@ mod tests {
             assert_eq!(h.content_length, None);
             assert!(!h.bytes.windows(14).any(|w| w == b"Content-Length"), "{s}");
         }
+    }
+
+    #[test]
+    fn r1_byte_headers() {
+        let h = build_head_bytes(
+            201,
+            [
+                (&b"content-type"[..], &b"text/plain"[..]),
+                (b"x-a", b" caf\xe9 "),
+            ],
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            h.bytes,
+            b"HTTP/1.1 201 Created\r\ncontent-type: text/plain\r\nx-a: caf\xe9\r\n\r\n"
+        );
+        let h = build_head_bytes(299, [], false).unwrap();
+        assert_eq!(h.bytes, b"HTTP/1.1 299 \r\n\r\n");
+        for bad in [99, 1000, 0] {
+            assert!(matches!(
+                build_head_bytes(bad, [], false),
+                Err(ResponseError::Status(_))
+            ));
+        }
+        assert!(matches!(
+            build_head_bytes(200, [(&b"x y"[..], &b"1"[..])], false),
+            Err(ResponseError::HeaderName(_))
+        ));
+        for v in [&b"a\r\nb"[..], b"a\0", b"\x7f", b"a\nb"] {
+            assert!(matches!(
+                build_head_bytes(200, [(&b"x"[..], v)], false),
+                Err(ResponseError::HeaderValue(_))
+            ));
+        }
+        let h = build_head_bytes(
+            204,
+            [
+                (&b"Content-Length"[..], &b"3"[..]),
+                (b"Connection", b"close"),
+            ],
+            false,
+        )
+        .unwrap();
+        assert_eq!(h.bytes, b"HTTP/1.1 204 No Content\r\n\r\n");
+        assert!(h.no_body);
     }
 
     #[test]

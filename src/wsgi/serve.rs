@@ -72,7 +72,7 @@ type Handoff<'py> = (RawFd, Bound<'py, PyAny>, Bound<'py, PyBytes>);
 /// `(exception, peer, "METHOD URI")` of a failed request.
 type Failure<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>, String, bool);
 
-fn peer_tuple<'py>(py: Python<'py>, peer: Peer) -> PyResult<Bound<'py, PyAny>> {
+pub fn peer_tuple<'py>(py: Python<'py>, peer: Peer) -> PyResult<Bound<'py, PyAny>> {
     match peer {
         Peer::Ip(addr) => (addr.ip().to_string(), addr.port())
             .into_pyobject(py)

@@ -8,13 +8,18 @@ from gunicorn_uwsgi.workers.sync import SyncWorker
 from gunicorn_uwsgi.workers.thread import ThreadWorker
 
 if TYPE_CHECKING:
+    from gunicorn_uwsgi.workers.asgi import ASGIWorker
     from gunicorn_uwsgi.workers.ggevent import GeventWorker
 
-__all__ = ["GeventWorker", "SyncWorker", "ThreadWorker"]
+__all__ = ["ASGIWorker", "GeventWorker", "SyncWorker", "ThreadWorker"]
 
 
 def __getattr__(name: str) -> Any:
-    # The gevent worker imports gevent: only when it is asked for.
+    # The gevent worker imports gevent, the ASGI worker asyncio: only when asked for.
+    if name == "ASGIWorker":
+        from gunicorn_uwsgi.workers.asgi import ASGIWorker
+
+        return ASGIWorker
     if name == "GeventWorker":
         from gunicorn_uwsgi.workers.ggevent import GeventWorker
 

@@ -369,6 +369,14 @@ class UWSGIWorkerMixin:
 
     def protocol_error(self, client: Any, addr: Any, exc: UWSGIError) -> None:
         """A refused packet: a short plain response, one warning line, no traceback (X1)."""
+        self.uwsgi_refused(addr, exc)
+        try:
+            client.sendall(_native.error_response(exc.code, str(exc)))
+        except OSError:
+            self.log.debug("could not send the %d answer to %s", exc.code, peer_name(addr))
+
+    def uwsgi_refused(self, addr: Any, exc: UWSGIError) -> None:
+        """Counts a refused packet and logs its one warning line (X1); the caller answers."""
         code = exc.code
         self.uwsgi_errors[code] += 1
         increment = getattr(self.log, "increment", None)
@@ -377,10 +385,11 @@ class UWSGIWorkerMixin:
         self.log.warning(
             "uwsgi request from %s refused (%d %s): %s", peer_name(addr), code, exc.reason, exc
         )
-        try:
-            client.sendall(_native.error_response(code, str(exc)))
-        except OSError:
-            self.log.debug("could not send the %d answer to %s", code, peer_name(addr))
+
+    def warn_missing_method(self, addr: Any) -> None:
+        """The one warning of a worker process about a request without ``REQUEST_METHOD``
+        (V6); the caller claims it first (``_native.claim_missing_method_warning``)."""
+        self.log.warning(MISSING_METHOD, peer_name(addr))
 
     def app_error(
         self,
@@ -450,7 +459,7 @@ class UWSGIWorkerMixin:
                 clean = True
                 return
             if req.head.method_missing and _native.claim_missing_method_warning():
-                self.log.warning(MISSING_METHOD, peer_name(addr))
+                self.warn_missing_method(addr)
             self.serve(listener, req, client, addr)
             clean = True
         except (OSError, PeerTimeout) as e:  # first: a head cut short is both (X3)
