@@ -115,6 +115,8 @@ struct Loop {
     enter_task: Py<PyAny>,
     leave_task: Py<PyAny>,
     copy_context: Py<PyAny>,
+    /// `contextvars.Context.run`.
+    context_run: Py<PyAny>,
     cancelled_error: Py<PyAny>,
 }
 
@@ -143,6 +145,9 @@ pub struct AsgiServer {
     running: RefCell<Running>,
     /// Requests whose application was called.
     requests: std::cell::Cell<u64>,
+    /// Requests the worker may still serve (`max_requests`), and how many it was told of.
+    budget: std::cell::Cell<u64>,
+    reported: std::cell::Cell<u64>,
 }
 
 impl AsgiServer {
@@ -220,6 +225,11 @@ impl AsgiServer {
             enter_task: tasks.getattr("_enter_task")?.unbind(),
             leave_task: tasks.getattr("_leave_task")?.unbind(),
             copy_context: py.import("contextvars")?.getattr("copy_context")?.unbind(),
+            context_run: py
+                .import("contextvars")?
+                .getattr("Context")?
+                .getattr("run")?
+                .unbind(),
             cancelled_error: py.import("asyncio")?.getattr("CancelledError")?.unbind(),
         };
         Ok(Self {
@@ -237,6 +247,8 @@ impl AsgiServer {
             listeners: RefCell::new(Vec::new()),
             running: RefCell::new(Running::default()),
             requests: std::cell::Cell::new(0),
+            budget: std::cell::Cell::new(u64::MAX),
+            reported: std::cell::Cell::new(0),
         })
     }
 
@@ -297,6 +309,20 @@ impl AsgiServer {
     #[getter]
     fn requests(&self) -> u64 {
         self.requests.get()
+    }
+
+    /// Calls `worker.count_request(n)` only once the requests served reach `budget` (what
+    /// is left of `max_requests`): the worker's count need not cost a call per request.
+    fn count_up_to(&self, budget: u64) {
+        self.budget.set(budget);
+    }
+
+    /// Requests served that the worker was not told of yet; they count as told from now.
+    fn take_uncounted(&self) -> u64 {
+        let counted = self.requests.get();
+        let since = counted - self.reported.get();
+        self.reported.set(counted);
+        since
     }
 }
 
@@ -799,6 +825,7 @@ impl Cycle {
         let send = slf.getattr(pyo3::intern!(py, "send"))?;
         let app = server_ref.app.clone_ref(py);
         let ctx = server_ref.lp.copy_context.call0(py)?;
+        let run = server_ref.lp.context_run.clone_ref(py);
         drop(server_ref);
         let coro = app.call1(py, (scope, receive, send));
         let coro = match coro {
@@ -816,8 +843,8 @@ impl Cycle {
             let server = this.server.borrow(py);
             server.requests.set(server.requests.get() + 1);
         }
-        let step = slf.getattr(pyo3::intern!(py, "_step"))?;
-        ctx.call_method1(py, pyo3::intern!(py, "run"), (step,))?;
+        // The cycle itself is the step callable (`__call__`).
+        run.call1(py, (ctx, slf))?;
         Ok(())
     }
 
@@ -869,8 +896,7 @@ impl Cycle {
         }
         let server = this.server.borrow(py);
         if yielded.is_none() {
-            let step = slf.getattr(pyo3::intern!(py, "_step"))?;
-            server.lp.call_soon.bind(py).call((step,), Some(&kwargs))?;
+            server.lp.call_soon.bind(py).call((slf,), Some(&kwargs))?;
             return Ok(());
         }
         let blocking = pyo3::intern!(py, "_asyncio_future_blocking");
@@ -949,7 +975,20 @@ impl Cycle {
             let server = this.server.borrow(py);
             server.worker.clone_ref(py)
         };
-        worker.call_method0(py, pyo3::intern!(py, "count_request"))?;
+        // max_requests: the worker hears of the requests when they reach its budget (G2).
+        let due = {
+            let this = slf.borrow();
+            let server = this.server.borrow(py);
+            let counted = server.requests.get();
+            (counted >= server.budget.get()).then(|| {
+                let since = counted - server.reported.get();
+                server.reported.set(counted);
+                since
+            })
+        };
+        if let Some(n) = due.filter(|&n| n > 0) {
+            worker.call_method1(py, pyo3::intern!(py, "count_request"), (n,))?;
+        }
         Self::finish_slot(slf)
     }
 
@@ -1523,7 +1562,8 @@ impl Cycle {
         Self::cancel(slf, None).map(drop)
     }
 
-    fn _step(slf: &Bound<'_, Self>) -> PyResult<()> {
+    /// One step of the coroutine: the callable the loop (and `Context.run`) calls.
+    fn __call__(slf: &Bound<'_, Self>) -> PyResult<()> {
         Self::step(slf, None)
     }
 

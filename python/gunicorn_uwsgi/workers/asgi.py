@@ -214,10 +214,16 @@ class ASGIWorker(UWSGIWorkerMixin, gbase.Worker):
         for listener in self.sockets:
             listener.setblocking(False)
             server.listen(listener.fileno(), self.sockname(listener))
+        # The cycle tells the worker of its requests when max_requests is near (G2); the
+        # heartbeat below catches up with the others.
+        server.count_up_to(max(1, self.max_requests - self.nr))
         server.start()
         interval = min(TICK, self._notify_interval)
         while self.alive:
             self.notify()
+            served = server.take_uncounted()
+            if served:
+                self.count_request(served)
             if self.ppid != os.getppid():
                 self.log.info("Parent changed, shutting down: %s", self)
                 break
