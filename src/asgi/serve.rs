@@ -26,6 +26,7 @@ use crate::core::kind::Control;
 use crate::core::response_head::{self, ResponseHead};
 use crate::core::vars::{self, Head, Progress};
 use crate::net::{self, Accepted, Peer};
+use crate::wsgi::access::AccessLog;
 use crate::wsgi::env;
 use crate::wsgi::serve::peer_tuple;
 use crate::wsgi::settings::Settings;
@@ -143,6 +144,17 @@ pub struct AsgiServer {
     max_accept: usize,
     listeners: RefCell<Vec<Listening>>,
     running: RefCell<Running>,
+    /// gunicorn's access log and statsd, written by the cycle (`log_access`).
+    access: Option<Py<AccessLog>>,
+    /// gunicorn's own `log.access`, for logging set-ups the cycle does not write itself.
+    python_access: Option<Py<PyAny>>,
+    /// The worker's own request hooks (`call_hooks`).
+    pre_request: Option<Py<PyAny>>,
+    post_request: Option<Py<PyAny>>,
+    /// `types.SimpleNamespace` and `datetime.timedelta`, for what the hooks and gunicorn's
+    /// `log.access` are given.
+    namespace: Py<PyAny>,
+    timedelta: Py<PyAny>,
     /// Requests whose application was called.
     requests: std::cell::Cell<u64>,
     /// Requests the worker may still serve (`max_requests`), and how many it was told of.
@@ -151,6 +163,14 @@ pub struct AsgiServer {
 }
 
 impl AsgiServer {
+    /// Whether each request is logged or hooked (its details are kept for that).
+    fn logs(&self) -> bool {
+        self.access.is_some()
+            || self.python_access.is_some()
+            || self.pre_request.is_some()
+            || self.post_request.is_some()
+    }
+
     fn watch(&self, py: Python<'_>, slf: &Bound<'_, Self>, on: bool) -> PyResult<()> {
         {
             let mut running = self.running.borrow_mut();
@@ -246,6 +266,12 @@ impl AsgiServer {
             max_accept: max_accept.clamp(1, ACCEPT_BATCH),
             listeners: RefCell::new(Vec::new()),
             running: RefCell::new(Running::default()),
+            access: None,
+            python_access: None,
+            pre_request: None,
+            post_request: None,
+            namespace: py.import("types")?.getattr("SimpleNamespace")?.unbind(),
+            timedelta: py.import("datetime")?.getattr("timedelta")?.unbind(),
             requests: std::cell::Cell::new(0),
             budget: std::cell::Cell::new(u64::MAX),
             reported: std::cell::Cell::new(0),
@@ -303,6 +329,32 @@ impl AsgiServer {
             }
         }
         Ok(())
+    }
+
+    /// Writes gunicorn's access log and statsd metrics (G4): `log` is the worker's
+    /// `AccessLog`; `python` gunicorn's own `log.access`, for a logging set-up the cycle does
+    /// not write itself (one of them, or neither).
+    #[pyo3(signature = (log=None, python=None))]
+    fn log_access(&mut self, log: Option<Py<AccessLog>>, python: Option<Py<PyAny>>) {
+        self.access = log;
+        self.python_access = python;
+    }
+
+    /// The worker's own request hooks, called with gunicorn's request object (G3):
+    /// `pre_request(worker, req)` before the application, `post_request(worker, req, environ,
+    /// resp)` after it, whatever happened.
+    #[pyo3(signature = (pre_request=None, post_request=None))]
+    fn call_hooks(&mut self, pre_request: Option<Py<PyAny>>, post_request: Option<Py<PyAny>>) {
+        self.pre_request = pre_request;
+        self.post_request = post_request;
+    }
+
+    /// Writes the buffered access lines.
+    fn flush_access(&self, py: Python<'_>) -> PyResult<()> {
+        match &self.access {
+            Some(log) => log.get().write_pending(py),
+            None => Ok(()),
+        }
     }
 
     /// Requests whose application was called.
@@ -440,6 +492,12 @@ struct State {
     must_cancel: Option<Option<Py<PyAny>>>,
     cancel_requests: u32,
     done: bool,
+    /// When the application was called, for the access log.
+    started: Option<std::time::Instant>,
+    /// The response headers as the application gave them, kept for the access log.
+    resp_headers: Vec<(Vec<u8>, Vec<u8>)>,
+    /// gunicorn's request object, for the hooks and gunicorn's own access log.
+    req: Option<Py<PyAny>>,
 }
 
 /// The response's progress.
@@ -484,6 +542,9 @@ impl State {
             must_cancel: None,
             cancel_requests: 0,
             done: false,
+            started: None,
+            resp_headers: Vec::new(),
+            req: None,
         }
     }
 
@@ -821,6 +882,53 @@ impl Cycle {
                 return Self::app_failed(slf, Some(e));
             }
         };
+        let hooked = server_ref.python_access.is_some()
+            || server_ref.pre_request.is_some()
+            || server_ref.post_request.is_some();
+        if hooked {
+            let st = this.st.borrow();
+            let head = st.head.as_ref();
+            let block = head
+                .and_then(|h| st.buf.get(HEADER_SIZE..h.header.head_size()))
+                .unwrap_or_default();
+            let input = Bound::new(
+                py,
+                crate::wsgi::reader::BytesInput::new(PyBytes::new(py, b"")),
+            )?
+            .into_any();
+            let req = match head {
+                Some(h) => Some(crate::wsgi::serve::hook_request(
+                    py, h, block, &input, this.peer, settings,
+                )?),
+                None => None,
+            };
+            drop(st);
+            this.st.borrow_mut().req = req.map(Bound::unbind);
+        }
+        this.st.borrow_mut().started = Some(std::time::Instant::now());
+        if let Some(pre) = server_ref.pre_request.as_ref().map(|p| p.clone_ref(py)) {
+            let req = this.st.borrow().req.as_ref().map(|r| r.clone_ref(py));
+            let worker = server_ref.worker.clone_ref(py);
+            drop(server_ref);
+            drop(this);
+            if let Err(e) = pre.call1(py, (worker, req)) {
+                Self::app_failed(slf, Some(e))?;
+                Self::log_request(slf, false)?;
+                Self::close_conn(slf)?;
+                return Self::finish_slot(slf);
+            }
+            return Self::run_app(slf, scope);
+        }
+        drop(server_ref);
+        drop(this);
+        Self::run_app(slf, scope)
+    }
+
+    /// Calls the application and takes its coroutine's first step.
+    fn run_app(slf: &Bound<'_, Self>, scope: Bound<'_, PyDict>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.borrow();
+        let server_ref = this.server.borrow(py);
         let receive = slf.getattr(pyo3::intern!(py, "receive"))?;
         let send = slf.getattr(pyo3::intern!(py, "send"))?;
         let app = server_ref.app.clone_ref(py);
@@ -970,6 +1078,7 @@ impl Cycle {
             Self::app_failed(slf, err)?;
         }
         Self::close_conn(slf)?;
+        Self::log_request(slf, true)?;
         let worker = {
             let this = slf.borrow();
             let server = this.server.borrow(py);
@@ -1038,11 +1147,19 @@ impl Cycle {
             );
             let this = slf.borrow();
             let mut st = this.st.borrow_mut();
-            if let Some(fd) = &st.fd {
-                let _ = net::send_ready(fd.as_fd(), &answer);
-            }
+            let sent = match &st.fd {
+                Some(fd) => net::send_ready(fd.as_fd(), &answer).is_ok(),
+                None => false,
+            };
             st.resp.head_sent = true;
             st.resp.complete = true;
+            if sent {
+                // The server's own 500, logged as the application's would be.
+                st.resp.started = true;
+                st.resp.status = 500;
+                st.resp.sent = answer.len() as u64;
+                st.resp_headers.clear();
+            }
         }
         Ok(())
     }
@@ -1190,6 +1307,9 @@ impl Cycle {
             is_head,
         )
         .map_err(|e| crate::exceptions::response_error(py, &e))?;
+        if this.server.borrow(py).logs() {
+            st.resp_headers = pairs;
+        }
         st.resp.started = true;
         st.resp.status = head.status;
         st.resp.no_body = head.no_body;
@@ -1280,6 +1400,47 @@ fn describe(st: &State) -> String {
         }
         None => "(no request read)".to_owned(),
     }
+}
+
+/// What gunicorn's access log reads of a request (`%(h)s`, `%(r)s`, `{var}e`, …): each var
+/// as a latin-1 string, `RAW_URI`, and the socket peer when nginx sent no `REMOTE_ADDR`.
+fn log_environ<'py>(
+    py: Python<'py>,
+    head: &Head,
+    block: &[u8],
+    peer: Peer,
+) -> PyResult<Bound<'py, PyDict>> {
+    let environ = PyDict::new(py);
+    for var in head.vars.iter().filter(|v| !v.shadowed) {
+        let key = crate::core::framing::slice(block, var.raw.key);
+        environ.set_item(
+            env::key_string(py, key)?,
+            env::var_value(py, block, &head.vars, var)?,
+        )?;
+    }
+    let set_default = |key: &str, value: Bound<'py, PyAny>| -> PyResult<()> {
+        if !environ.contains(key)? {
+            environ.set_item(key, value)?;
+        }
+        Ok(())
+    };
+    set_default(
+        "REQUEST_METHOD",
+        crate::pystr::latin1(py, head.method(block))?.into_any(),
+    )?;
+    environ.set_item(
+        "RAW_URI",
+        crate::pystr::latin1(py, &head.request_uri(block))?,
+    )?;
+    set_default("SERVER_PROTOCOL", PyString::new(py, "HTTP/1.1").into_any())?;
+    set_default("PATH_INFO", PyString::new(py, "").into_any())?;
+    set_default("QUERY_STRING", PyString::new(py, "").into_any())?;
+    let remote = match peer {
+        Peer::Ip(a) => a.ip().to_string(),
+        Peer::Unix => String::new(),
+    };
+    set_default("REMOTE_ADDR", PyString::new(py, &remote).into_any())?;
+    Ok(environ)
 }
 
 fn disconnect_message(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
@@ -1665,6 +1826,92 @@ impl Cycle {
 }
 
 impl Cycle {
+    /// The request's access line and statsd metrics (G4) and the `post_request` hook (G3),
+    /// once its application ended (`ran`) or `pre_request` refused it.
+    fn log_request(slf: &Bound<'_, Self>, ran: bool) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.borrow();
+        let server = this.server.borrow(py);
+        let logged = server.access.is_some() || server.python_access.is_some();
+        if !logged && server.post_request.is_none() {
+            return Ok(());
+        }
+        let st = this.st.borrow();
+        let Some(head) = st.head.as_ref() else {
+            return Ok(());
+        };
+        let block = st
+            .buf
+            .get(HEADER_SIZE..head.header.head_size())
+            .unwrap_or_default();
+        let environ = log_environ(py, head, block, this.peer)?;
+        let status = st.resp.started.then(|| {
+            let code = st.resp.status;
+            PyString::new(py, &format!("{code} {}", response_head::phrase(code))).into_any()
+        });
+        let headers = pyo3::types::PyList::empty(py);
+        for (name, value) in &st.resp_headers {
+            headers.append((
+                crate::pystr::latin1(py, name)?,
+                crate::pystr::latin1(py, value)?,
+            ))?;
+        }
+        let elapsed = st.started.map(|t| t.elapsed()).unwrap_or_default();
+        let sent = st.resp.sent;
+        let req = st.req.as_ref().map(|r| r.clone_ref(py));
+        if let Some(log) = &server.access {
+            let entry = crate::wsgi::access::Entry {
+                environ: &environ,
+                head,
+                block,
+                status: status.clone(),
+                headers: Some(headers.clone().into_any()),
+                sent,
+                elapsed,
+            };
+            if let Err(e) = log.get().record(py, &entry) {
+                e.print(py);
+            }
+            if log.get().due() {
+                log.get().write_pending_reporting(py);
+            }
+        }
+        let resp = || -> PyResult<Bound<'_, PyAny>> {
+            let kwargs = PyDict::new(py);
+            kwargs.set_item("status", status.clone())?;
+            kwargs.set_item("headers", headers.clone())?;
+            kwargs.set_item("sent", sent)?;
+            kwargs.set_item("status_code", st.resp.started.then_some(st.resp.status))?;
+            server.namespace.bind(py).call((), Some(&kwargs))
+        };
+        if let Some(access) = &server.python_access {
+            let delta = server
+                .timedelta
+                .bind(py)
+                .call1((0, elapsed.as_secs_f64()))?;
+            if let Err(e) = access.call1(py, (resp()?, &req, &environ, delta)) {
+                e.print(py);
+            }
+        }
+        if let Some(post) = &server.post_request {
+            let resp = if ran {
+                resp()?
+            } else {
+                py.None().into_bound(py)
+            };
+            if let Err(e) = post.call1(py, (&server.worker, &req, &environ, resp)) {
+                let kwargs = PyDict::new(py);
+                kwargs.set_item("exc_info", e.into_value(py))?;
+                server.log(py)?.call_method(
+                    "exception",
+                    ("Exception in post_request hook",),
+                    Some(&kwargs),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
     /// The client left while the application runs: `receive()` says so, and the application
     /// is cancelled after the grace period unless it ends first.
     fn client_left(slf: &Bound<'_, Self>) -> PyResult<()> {

@@ -101,6 +101,22 @@ pub fn register_hook_request(make: HookRequest) {
     let _ = HOOK_REQUEST.set(make);
 }
 
+/// gunicorn's request object for the hooks of a request (the first on its connection), made
+/// by the registered [`HookRequest`] maker.
+pub fn hook_request<'py>(
+    py: Python<'py>,
+    head: &vars::Head,
+    block: &[u8],
+    input: &Bound<'py, PyAny>,
+    peer: Peer,
+    settings: &Settings,
+) -> PyResult<Bound<'py, PyAny>> {
+    let make = HOOK_REQUEST
+        .get()
+        .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("no request class registered"))?;
+    make(py, head, block, input, &peer_tuple(py, peer)?, 1, settings)
+}
+
 /// The worker's own `pre_request`/`post_request` hooks (None for gunicorn's defaults).
 struct Hooks {
     pre: Option<Py<PyAny>>,
@@ -497,19 +513,8 @@ impl FastServer {
         let Some(hooks) = &self.hooks else {
             return self.run_app(py, x, resp, &input, environ_out);
         };
-        let make = HOOK_REQUEST.get().ok_or_else(|| {
-            pyo3::exceptions::PyRuntimeError::new_err("no request class registered")
-        })?;
         // The request's number on its connection, as gunicorn counts it: one per connection.
-        let req = make(
-            py,
-            x.head,
-            x.block,
-            &input,
-            &peer_tuple(py, x.peer_addr)?,
-            1,
-            settings,
-        )?;
+        let req = hook_request(py, x.head, x.block, &input, x.peer_addr, settings)?;
         let pre = match &hooks.pre {
             Some(pre) => pre.bind(py).call1((x.worker, &req)).map(drop),
             None => Ok(()),

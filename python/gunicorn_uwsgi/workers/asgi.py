@@ -19,7 +19,7 @@ from typing import Any
 from gunicorn.workers import base as gbase
 
 from gunicorn_uwsgi import _native
-from gunicorn_uwsgi.workers.base import UWSGIWorkerMixin
+from gunicorn_uwsgi.workers.base import UWSGIWorkerMixin, _access_log_enabled, _is_default
 
 #: Seconds between two checks of the worker's state (heartbeat, parent, stop) at most.
 TICK = 1.0
@@ -125,6 +125,8 @@ class ASGIWorker(UWSGIWorkerMixin, gbase.Worker):
     lifespan: Lifespan | None = None
     _quick = False
     _wake: asyncio.Event | None = None
+    #: Whether the Rust cycle buffers access lines, which the heartbeat writes out.
+    flushes = False
 
     @classmethod
     def check_config(cls, cfg: Any, log: Any) -> None:
@@ -184,9 +186,11 @@ class ASGIWorker(UWSGIWorkerMixin, gbase.Worker):
             self.loop.close()
 
     def native_server(self, state: dict[str, Any] | None) -> Any:
+        """The Rust cycle, with gunicorn's access log (written by the cycle, or by gunicorn's
+        logger for a logging set-up the cycle does not write itself) and the request hooks."""
         cfg = self.cfg
         root_path = str(getattr(cfg, "root_path", "") or self.uwsgi.native.script_name or "")
-        return _native.ASGIServer(
+        server = _native.ASGIServer(
             self.wsgi,
             self.uwsgi.native,
             self.loop,
@@ -198,6 +202,17 @@ class ASGIWorker(UWSGIWorkerMixin, gbase.Worker):
             int(cfg.worker_connections),
             1 if cfg.workers > 1 else 64,
         )
+        if _access_log_enabled(self.log, cfg):
+            access = self.access_log()
+            if access is not None:
+                server.log_access(access)
+                self.flushes = True
+            else:
+                server.log_access(None, self.log.access)
+        pre = None if _is_default(cfg, "pre_request") else cfg.pre_request
+        post = None if _is_default(cfg, "post_request") else cfg.post_request
+        server.call_hooks(pre, post)
+        return server
 
     async def serve_forever(self) -> None:
         from gunicorn.arbiter import Arbiter
@@ -219,8 +234,12 @@ class ASGIWorker(UWSGIWorkerMixin, gbase.Worker):
         server.count_up_to(max(1, self.max_requests - self.nr))
         server.start()
         interval = min(TICK, self._notify_interval)
+        if self.flushes:
+            interval = min(interval, _native.ACCESS_LOG_FLUSH_AFTER)
         while self.alive:
             self.notify()
+            if self.flushes:
+                server.flush_access()
             served = server.take_uncounted()
             if served:
                 self.count_request(served)
@@ -250,3 +269,4 @@ class ASGIWorker(UWSGIWorkerMixin, gbase.Worker):
                 await self.lifespan.shutdown()
             except Exception:
                 self.log.exception("ASGI lifespan shutdown raised")
+        server.flush_access()
