@@ -66,6 +66,8 @@ GUNICORN_VERSIONS = ["23.0.0", "24.1.1", "25.3.0", "26.2.0"]
 #: The virtualenv that gets the wheel alone, with whatever gunicorn pip picks for it.
 LATEST = "latest"
 EGG_SYNC = "egg:gunicorn-uwsgi-rs#sync"
+ASGI = "gunicorn_uwsgi.ASGIWorker"
+EGG_ASGI = "egg:gunicorn-uwsgi-rs#asgi"
 PIP_TIMEOUT = 600
 
 
@@ -81,8 +83,9 @@ EXTRAS = ["", *declared_extras()]
 
 
 def extra_workers(extra: str) -> list[str]:
-    """The worker classes an install with ``extra`` supports: gevent's needs ``[gevent]``."""
-    return [SYNC, THREAD, GEVENT] if extra == "gevent" else [SYNC, THREAD]
+    """The worker classes an install with ``extra`` supports: gevent's needs ``[gevent]``; the
+    ASGI worker runs on asyncio's loop without an extra, on uvloop with ``[asgi]``."""
+    return [SYNC, THREAD, GEVENT, ASGI] if extra == "gevent" else [SYNC, THREAD, ASGI]
 
 
 def cargo_version() -> str:
@@ -264,14 +267,15 @@ def test_clean_install_metadata_G1(env: tuple[str, Path, dict]) -> None:
     assert info["version"] == info["dist_version"] == cargo_version()
     if name != LATEST:
         assert info["gunicorn"] == name
-    assert info["workers"] == ["gevent", "sync", "thread"]
+    assert info["workers"] == ["asgi", "gevent", "sync", "thread"]
     requires = [r.replace(" ", "").replace("'", '"') for r in info["requires"]]  # type: ignore[union-attr]
     assert any(r.startswith("gevent>=") and 'extra=="gevent"' in r for r in requires), requires
     assert any(r.startswith("gunicorn>=23") for r in requires), requires
 
 
 def _server(tmp: Path, python: Path, info: dict, worker: str, args: list[str]) -> Gunicorn:
-    g = Gunicorn(tmp, app="apps.echo:app", worker=worker, unix=False, args=args)
+    app = "apps.echo:asgi" if worker in (ASGI, EGG_ASGI) else "apps.echo:app"
+    g = Gunicorn(tmp, app=app, worker=worker, unix=False, args=args)
     g.cmd[0] = str(python)
     if "control_socket_disable" not in info["settings"]:
         g.cmd = [a for a in g.cmd if a != "--no-control-socket"]
@@ -283,8 +287,8 @@ def _server(tmp: Path, python: Path, info: dict, worker: str, args: list[str]) -
 @pytest.mark.nginx
 @pytest.mark.parametrize(
     ("worker", "args"),
-    [(SYNC, []), (THREAD, ["--threads", "2"]), (EGG_SYNC, [])],
-    ids=["sync", "thread", "egg-sync"],
+    [(SYNC, []), (THREAD, ["--threads", "2"]), (EGG_SYNC, []), (ASGI, []), (EGG_ASGI, [])],
+    ids=["sync", "thread", "egg-sync", "asgi", "egg-asgi"],
 )
 def test_smoke_behind_nginx_G1_F7_A1(
     env: tuple[str, Path, dict], worker: str, args: list[str], tmp_path: Path
@@ -361,3 +365,7 @@ def test_extra_boots_its_worker_classes_G1(
         assert (reply.status, reply.body) == (200, payload)
         assert f"Using worker: {worker}" in g.log(), g.log()[-3000:]
         assert "Traceback" not in g.log(), g.log()[-3000:]
+        if worker == ASGI:
+            # [asgi] brings uvloop, which the worker then runs on (asgi_loop auto).
+            loop = "uvloop" if extra_env[0] == "asgi" else "asyncio"
+            assert f"ASGI event loop: {loop}" in g.log(), g.log()[-3000:]

@@ -2,5 +2,5 @@
 //! on the worker's event loop, which steps the application's coroutine itself. It uses the
 //! same core, socket calls, settings and error boundary as the WSGI interface.
 
-pub mod scope;
+pub mod env;
 pub mod serve;

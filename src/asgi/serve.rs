@@ -19,7 +19,7 @@ use pyo3::exceptions::{PyRuntimeError, PyStopIteration, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
 
-use crate::asgi::scope::{self, Origin};
+use crate::asgi::env::{self as scope, Origin};
 use crate::core::errors::ProtocolError;
 use crate::core::framing::HEADER_SIZE;
 use crate::core::kind::Control;

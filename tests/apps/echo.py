@@ -153,3 +153,28 @@ def app(environ, start_response):
 
 
 application = app
+
+
+async def asgi(scope, receive, send):
+    """The ``/hello`` and ``/echo`` routes as an ASGI 3 application, for the ASGI worker."""
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    if scope["path"] == "/echo":
+        headers = [(b"content-type", b"application/octet-stream"), (b"x-length", b"%d" % len(body))]
+    else:
+        body = b"Hello world\n"
+        headers = [(b"content-type", b"text/plain"), (b"content-length", b"12")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

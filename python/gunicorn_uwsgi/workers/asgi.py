@@ -144,6 +144,8 @@ class ASGIWorker(UWSGIWorkerMixin, gbase.Worker):
     def init_process(self) -> None:
         self.loop = new_event_loop(str(getattr(self.cfg, "asgi_loop", "auto")), self.log)
         asyncio.set_event_loop(self.loop)
+        kind = "uvloop" if type(self.loop).__module__.startswith("uvloop") else "asyncio"
+        self.log.info("ASGI event loop: %s", kind)
         super().init_process()
 
     def init_signals(self) -> None:
