@@ -71,9 +71,10 @@ fn port(value: &[u8]) -> Option<u16> {
     std::str::from_utf8(value).ok()?.parse().ok()
 }
 
-/// The request's headers as ASGI lists them (S2): each `HTTP_*` var as a lowercase name with
-/// dashes, and `content-type`/`content-length` when not empty, in arrival order, the copies
-/// a later one wins over left out (V3).
+/// The request's headers as ASGI lists them (S2): each `HTTP_*` var the environ has (E1) as a
+/// lowercase name with dashes, and `content-type`/`content-length` from `CONTENT_TYPE`/
+/// `CONTENT_LENGTH` when not empty, in arrival order, the copies a later one wins over left
+/// out (V3).
 pub fn headers<'py>(py: Python<'py>, head: &Head, block: &[u8]) -> PyResult<Bound<'py, PyList>> {
     let list = PyList::empty(py);
     let mut name = Vec::with_capacity(32);
@@ -81,7 +82,10 @@ pub fn headers<'py>(py: Python<'py>, head: &Head, block: &[u8]) -> PyResult<Boun
         let key = slice(block, var.raw.key);
         let value = slice(block, var.raw.value);
         let bare = match var.kind {
-            Kind::Http | Kind::HiddenHttp => key.get(5..).unwrap_or_default(),
+            // `HTTP_CONTENT_TYPE`, `HTTP_CONTENT_LENGTH` and `HTTP_TRANSFER_ENCODING` are left
+            // out, as from the environ (E1): the body is de-chunked and framed by
+            // `CONTENT_LENGTH`, and a second content-length would make it ambiguous.
+            Kind::Http => key.get(5..).unwrap_or_default(),
             Kind::Control(Control::ContentType | Control::ContentLength) if !value.is_empty() => {
                 key
             }

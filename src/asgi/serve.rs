@@ -144,6 +144,8 @@ pub struct AsgiServer {
     max_accept: usize,
     listeners: RefCell<Vec<Listening>>,
     running: RefCell<Running>,
+    /// The receive buffer the cycles read into, one per worker.
+    scratch: RefCell<Vec<u8>>,
     /// gunicorn's access log and statsd, written by the cycle (`log_access`).
     access: Option<Py<AccessLog>>,
     /// gunicorn's own `log.access`, for logging set-ups the cycle does not write itself.
@@ -266,6 +268,7 @@ impl AsgiServer {
             max_accept: max_accept.clamp(1, ACCEPT_BATCH),
             listeners: RefCell::new(Vec::new()),
             running: RefCell::new(Running::default()),
+            scratch: RefCell::new(Vec::with_capacity(RECV_SIZE)),
             access: None,
             python_access: None,
             pre_request: None,
@@ -472,6 +475,8 @@ struct State {
     body_given: bool,
     /// The peer left (or the response is complete): `receive()` says `http.disconnect`.
     disconnected: bool,
+    /// The peer left before the response was complete.
+    client_gone: bool,
     reading: bool,
     writing: bool,
     /// The future a `receive()` waits on.
@@ -529,6 +534,7 @@ impl State {
             body_left: 0,
             body_given: false,
             disconnected: false,
+            client_gone: false,
             reading: false,
             writing: false,
             recv_waiter: None,
@@ -766,10 +772,17 @@ impl Cycle {
             let got = {
                 let mut st = this.st.borrow_mut();
                 let st = &mut *st;
-                match &st.fd {
-                    Some(fd) => net::recv_ready(fd.as_fd(), &mut st.buf, RECV_SIZE),
+                let server = this.server.borrow(py);
+                let mut scratch = server.scratch.borrow_mut();
+                scratch.clear();
+                // Into the worker's one receive buffer, then only what came into the
+                // connection's own: a connection that waits holds its bytes, not 64 KiB.
+                let got = match &st.fd {
+                    Some(fd) => net::recv_ready(fd.as_fd(), &mut scratch, RECV_SIZE),
                     None => return Ok(()),
-                }
+                };
+                st.buf.extend_from_slice(&scratch);
+                got
             };
             match got {
                 Ok(None) => {
@@ -1106,13 +1119,14 @@ impl Cycle {
     fn app_failed(slf: &Bound<'_, Self>, err: Option<PyErr>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.borrow();
-        let (what, head_sent, complete, closed) = {
+        let (what, head_sent, complete, closed, client_gone) = {
             let st = this.st.borrow();
             (
                 describe(&st),
                 st.resp.head_sent,
                 st.resp.complete,
                 st.fd.is_none(),
+                st.client_gone,
             )
         };
         let worker = this.server.borrow(py).worker.clone_ref(py);
@@ -1125,6 +1139,16 @@ impl Cycle {
                     pyo3::intern!(py, "request_failed"),
                     (e.into_value(py), addr, &what),
                 )?;
+            }
+            // The client left first: nothing to answer, nothing to report above debug (X3).
+            None if !complete && client_gone => {
+                worker
+                    .bind(py)
+                    .getattr(pyo3::intern!(py, "log"))?
+                    .call_method1(
+                        "debug",
+                        ("ASGI application ended after its client left: %s", &what),
+                    )?;
             }
             None if !complete => {
                 let message = if head_sent {
@@ -1219,6 +1243,7 @@ impl Cycle {
                     ),
                 )?;
                 drop(this);
+                slf.borrow().st.borrow_mut().client_gone = true;
                 Self::close_conn(slf)?;
                 ready(py, None)
             }
@@ -1345,6 +1370,7 @@ impl Cycle {
     fn take_body(st: &mut State) -> Option<Option<(Vec<u8>, bool)>> {
         if st.body_at < st.buf.len() {
             let chunk = st.buf.split_off(st.body_at);
+            st.buf.shrink_to_fit();
             st.body_given = true;
             return Some(Some((chunk, st.body_left > 0)));
         }
@@ -1483,7 +1509,10 @@ impl Cycle {
                 ready(py, Some(request_message(py, &chunk, more)?.into_any()))
             }
             Some(None) => {
-                this.st.borrow_mut().disconnected = true;
+                let mut st = this.st.borrow_mut();
+                st.disconnected = true;
+                st.client_gone = !st.resp.complete;
+                drop(st);
                 ready(py, Some(disconnect_message(py)?.into_any()))
             }
             None => {
@@ -1692,6 +1721,7 @@ impl Cycle {
         drop(server);
         let addr = this.peer_object(py)?;
         drop(this);
+        slf.borrow().st.borrow_mut().client_gone = true;
         if writing {
             let log = worker.bind(py).getattr(pyo3::intern!(py, "log"))?;
             log.call_method1(
@@ -1918,6 +1948,7 @@ impl Cycle {
         let py = slf.py();
         let waiter = slf.borrow().st.borrow_mut().recv_waiter.take();
         let complete = slf.borrow().st.borrow().resp.complete;
+        slf.borrow().st.borrow_mut().client_gone = !complete;
         Self::close_conn(slf)?;
         if let Some(w) = waiter {
             let w = w.bind(py);
