@@ -61,7 +61,7 @@ ensure_venv() {
   fi
   log "installing Python build and test dependencies"
   "$PY" -m pip install -q --disable-pip-version-check "maturin>=1.5,<2" "gunicorn>=23" pytest ruff \
-    "gevent>=24.10.1" mypy flask django mkdocs "$@"
+    "gevent>=24.10.1" mypy flask django mkdocs starlette fastapi python-multipart uvloop "$@"
 }
 
 build() {
@@ -111,7 +111,7 @@ cmd_test() {
 
 cmd_bench() {
   ensure_system
-  ensure_venv uwsgi
+  ensure_venv uwsgi uvicorn httptools uvloop granian
   build
   "$PY" bench/run.py "$@"
 }
