@@ -1,5 +1,6 @@
 """Benchmarks: ours vs gunicorn's own ``--protocol uwsgi`` vs the uWSGI server; each worker
-class (sync, threads, gevent) against gunicorn's own of the same kind (``--servers``).
+class (sync, threads, gevent, ASGI) against gunicorn's own of the same kind (``--servers``), and
+the ASGI worker against uvicorn and granian behind nginx's ``proxy_pass``.
 
 Two parts, printed as one report and written to ``docs/benchmarks.md``:
 
@@ -7,7 +8,10 @@ Two parts, printed as one report and written to ``docs/benchmarks.md``:
 * end to end: nginx (``uwsgi_pass`` + ``uwsgi_params``) in front of each server with one worker,
   loaded by ``wrk`` on loopback. nginx and wrk are pinned to CPU 0, the server to CPU 1; the
   figure that matters is the server worker's own CPU time divided by the requests it served.
-  Rounds alternate the servers; medians are reported, with ratios against the uWSGI server.
+  The HTTP servers (uvicorn, granian) sit behind ``proxy_pass`` with keep-alive upstream
+  connections instead; nginx's own worker CPU per request is reported for every server.
+  Rounds alternate the servers; medians are reported, with ratios against the uWSGI server
+  (or, when it is not in the run, the first server of ``--servers``).
 
 Run: ``./dev.sh bench`` (or ``.venv/bin/python bench/run.py --help``).
 """
@@ -15,6 +19,7 @@ Run: ``./dev.sh bench`` (or ``.venv/bin/python bench/run.py --help``).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import platform
 import re
@@ -58,7 +63,15 @@ SERVERS = (
     "ours-gevent-log",
     "gunicorn-log",
     "uwsgi-log",
+    "ours-asgi",
+    "gunicorn-asgi",
+    "uvicorn",
+    "granian",
 )
+#: The ASGI servers: they serve the ASGI version of an app (``asgi_apps.py``).
+ASGI = ("ours-asgi", "gunicorn-asgi", "uvicorn", "granian")
+#: The servers that speak HTTP, not uwsgi: nginx reaches them with ``proxy_pass``.
+HTTP = ("uvicorn", "granian")
 #: What runs without --servers: the sync workers and the uWSGI server.
 DEFAULT_SERVERS = ("ours", "gunicorn", "uwsgi")
 #: Threads of the threaded workers.
@@ -79,6 +92,10 @@ LABELS = {
     "ours-gevent-log": "gunicorn_uwsgi.GeventWorker --access-logfile FILE",
     "gunicorn-log": "gunicorn --protocol uwsgi (sync) --access-logfile FILE",
     "uwsgi-log": "uWSGI server (C), its request logging --logto FILE",
+    "ours-asgi": "gunicorn_uwsgi.ASGIWorker",
+    "gunicorn-asgi": "gunicorn --protocol uwsgi -k asgi --asgi-loop uvloop",
+    "uvicorn": "uvicorn --http httptools --loop uvloop (proxy_pass)",
+    "granian": "granian --interface asgi (proxy_pass)",
 }
 #: gunicorn options of each gunicorn-based server.
 WORKER_ARGS = {
@@ -91,6 +108,8 @@ WORKER_ARGS = {
     ],
     "ours-gevent": ["--worker-class", "gunicorn_uwsgi.GeventWorker"],
     "gunicorn-gevent": ["--protocol", "uwsgi", "--worker-class", "gevent"],
+    "ours-asgi": ["--worker-class", "gunicorn_uwsgi.ASGIWorker"],
+    "gunicorn-asgi": ["--protocol", "uwsgi", "--worker-class", "asgi", "--asgi-loop", "uvloop"],
 }
 #: The servers with a request log, or a hook, run as the server they are named after plus it.
 LOGGED = {
@@ -108,6 +127,14 @@ LOGGED = {
 STATSD = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 STATSD.bind(("127.0.0.1", 0))
 APPS = {"hello": "hello", "environ": "environ_json", "post64k": "post", "sleep10": "sleep10"}
+#: The apps that have an ASGI version in ``asgi_apps.py``, under the same names.
+ASGI_APPS = {"hello": "hello"}
+#: The modules each server needs beyond gunicorn.
+NEEDS = {
+    "gunicorn-asgi": ("uvloop",),
+    "uvicorn": ("uvicorn", "httptools", "uvloop"),
+    "granian": ("granian",),
+}
 
 
 # -- in process ------------------------------------------------------------------------------
@@ -184,7 +211,30 @@ class Server:
         bindir = Path(py).parent
         base = LOGGED.get(kind, kind)
         request_log = tmp / f"{kind}-requests.log"
-        if base == "uwsgi":
+        module = "asgi_apps" if kind in ASGI else "apps"
+        unix = address[5:] if address.startswith("unix:") else None
+        host, _, port = address.rpartition(":")
+        if base == "uvicorn":
+            self.cmd = [
+                py, "-m", "uvicorn", f"{module}:{app}", "--app-dir", str(ROOT / "bench"),
+                "--http", "httptools", "--loop", "uvloop", "--workers", "1",
+                "--log-level", "warning", "--no-access-log",
+            ]  # fmt: skip
+            self.cmd += ["--uds", unix] if unix else ["--host", host, "--port", port]
+        elif base == "granian":
+            granian = str(bindir / "granian")
+            usage = subprocess.run([granian, "--help"], capture_output=True, text=True).stdout
+            self.cmd = [
+                granian, "--interface", "asgi", "--workers", "1", "--http", "1",
+                "--working-dir", str(ROOT / "bench"), "--log-level", "warning", "--no-access-log",
+            ]  # fmt: skip
+            if re.search(r"--loop \[[^]]*uvloop", usage):
+                self.cmd += ["--loop", "uvloop"]
+            if unix and "--uds" not in usage:
+                raise RuntimeError("this granian cannot bind a unix socket: use --transports tcp")
+            self.cmd += ["--uds", unix] if unix else ["--host", host, "--port", port]
+            self.cmd += [f"{module}:{app}"]
+        elif base == "uwsgi":
             sock = address[5:] if address.startswith("unix:") else address
             self.cmd = [
                 str(bindir / "uwsgi"),
@@ -195,7 +245,7 @@ class Server:
             ]  # fmt: skip
             self.cmd += ["--logto", str(request_log)] if kind != base else ["--disable-logging"]
         else:
-            cmd = [py, "-m", "gunicorn", f"apps:{app}", "--workers", "1", "--bind", address]
+            cmd = [py, "-m", "gunicorn", f"{module}:{app}", "--workers", "1", "--bind", address]
             cmd += ["--chdir", str(ROOT / "bench"), "--log-level", "warning"]
             cmd += WORKER_ARGS[base]
             if kind.endswith("-log"):
@@ -223,10 +273,20 @@ class Server:
             stderr=subprocess.STDOUT,
         )
         master = self.proc.pid
-        if not wait_until(lambda: bool(children(master)), timeout=30):
-            raise RuntimeError(f"{self.kind} did not start: {(self.tmp / f'{self.kind}.log')}")
+        log = self.tmp / f"{self.kind}.log"
+
+        def ready() -> bool:
+            if self.kind == "uvicorn":  # one worker: uvicorn serves in its own process
+                return _connectable(self.address)
+            if self.kind in HTTP:  # the worker binds the socket itself, once started
+                return bool(children(master)) and _connectable(self.address)
+            return bool(children(master))
+
+        wait_until(lambda: self.proc.poll() is not None or ready(), timeout=30)
+        if self.proc.poll() is not None or not ready():
+            raise RuntimeError(f"{self.kind} did not start: {log}:\n{log.read_text()[-2000:]}")
         time.sleep(1.0)
-        self.worker = children(master)[0]
+        self.worker = master if self.kind == "uvicorn" else children(master)[0]
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -257,6 +317,8 @@ class Sample:
     #: RSS change over the measured run, in percent of the RSS after the warm-up.
     rss_growth: float
     requests: int
+    #: nginx's worker processes' own CPU time divided by the requests.
+    nginx_us: float
 
 
 def _ms(text: str) -> float:
@@ -308,11 +370,49 @@ def _listening(port: int) -> bool:
         return False
 
 
+def _connectable(address: str) -> bool:
+    """Whether a server listens on ``address`` (``unix:/path`` or ``host:port``)."""
+    if not address.startswith("unix:"):
+        return _listening(int(address.rpartition(":")[2]))
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(1)
+            s.connect(address[5:])
+        return True
+    except OSError:
+        return False
+
+
+def make_nginx(kind: str, run_dir: Path, address: str) -> Nginx:
+    """nginx in front of ``kind`` on ``address``: ``uwsgi_pass``, or for the HTTP servers
+    ``proxy_pass`` over HTTP/1.1 with keep-alive upstream connections, as in production."""
+    if kind not in HTTP:
+        return Nginx(run_dir, address)
+    nginx = Nginx(
+        run_dir, address, http_extra=f"upstream app {{ server {address}; keepalive 32; }}"
+    )
+    conf = nginx.conf.read_text()
+    old = f"uwsgi_pass {address};\n            include uwsgi_params;"
+    if old not in conf:
+        raise RuntimeError(f"unexpected nginx config, no {old!r}: {nginx.conf}")
+    new = (
+        "proxy_pass http://app;\n"
+        "            proxy_http_version 1.1;\n"
+        '            proxy_set_header Connection "";'
+    )
+    nginx.conf.write_text(conf.replace(old, new))
+    return nginx
+
+
 def run_case(case: Case, servers, rounds, duration, connections, tmp: Path) -> None:
     script = None
     if case.app == "post64k":
         script = tmp / "post.lua"
         script.write_text(POST_LUA)
+    missing = [k for k in servers if k in ASGI and case.app not in ASGI_APPS]
+    if missing:
+        print(f"  no ASGI version of {case.app}: not for {', '.join(missing)}", flush=True)
+        servers = [k for k in servers if k not in missing]
     for r in range(rounds):
         order = list(servers) if r % 2 == 0 else list(reversed(servers))
         for kind in order:
@@ -321,8 +421,9 @@ def run_case(case: Case, servers, rounds, duration, connections, tmp: Path) -> N
                 address = f"unix:{run_dir}/app.sock"
             else:
                 address = f"127.0.0.1:{free_port()}"
-            server = Server(kind, APPS[case.app], address, run_dir)
-            nginx = Nginx(run_dir, address)
+            app = ASGI_APPS[case.app] if kind in ASGI else APPS[case.app]
+            server = Server(kind, app, address, run_dir)
+            nginx = make_nginx(kind, run_dir, address)
             try:
                 server.start()
                 nginx.proc = subprocess.Popen(
@@ -334,10 +435,13 @@ def run_case(case: Case, servers, rounds, duration, connections, tmp: Path) -> N
                 wait_until(lambda port=nginx.port: _listening(port), timeout=10)
                 url = f"http://127.0.0.1:{nginx.port}/"
                 run_wrk(url, 1, connections, script)  # warm-up
+                nginx_workers = children(nginx.proc.pid)
+                nginx_before = sum(cpu_seconds(p) for p in nginx_workers)
                 before = cpu_seconds(server.worker)
                 rss_before = rss_kib(server.worker)
                 result = run_wrk(url, duration, connections, script)
                 after = cpu_seconds(server.worker)
+                nginx_after = sum(cpu_seconds(p) for p in nginx_workers)
                 rss_after = rss_kib(server.worker)
                 sample = Sample(
                     rps=result["requests"] / duration,
@@ -348,11 +452,13 @@ def run_case(case: Case, servers, rounds, duration, connections, tmp: Path) -> N
                     rss_kib=rss_after,
                     rss_growth=(rss_after - rss_before) / max(rss_before, 1) * 100,
                     requests=result["requests"],
+                    nginx_us=(nginx_after - nginx_before) / max(result["requests"], 1) * 1e6,
                 )
                 case.samples.setdefault(kind, []).append(sample)
                 print(
                     f"  {case.app:8} {case.transport:4} round {r + 1} {kind:8} "
                     f"{sample.rps:8.0f} req/s {sample.cpu_us:7.1f} us/req "
+                    f"nginx {sample.nginx_us:5.1f} us/req "
                     f"p50 {sample.p50_ms:.2f} ms errors {sample.errors}",
                     flush=True,
                 )
@@ -365,7 +471,9 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def versions() -> dict[str, str]:
+def versions(servers=()) -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
     import gunicorn
 
     import gunicorn_uwsgi
@@ -376,6 +484,12 @@ def versions() -> dict[str, str]:
         out["uWSGI"] = subprocess.run(
             [str(uwsgi), "--version"], capture_output=True, text=True
         ).stdout.strip()
+    if any(kind in ASGI for kind in servers):
+        for package in ("uvicorn", "httptools", "uvloop", "granian"):
+            try:
+                out[package] = version(package)
+            except PackageNotFoundError:
+                pass
     nginx = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
     out["nginx"] = nginx.split("/")[-1]
     wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
@@ -411,19 +525,25 @@ def report(in_process, cases: list[Case], args) -> str:
     ]
     for name, ours, theirs in in_process:
         lines.append(f"| `{name}` | {ours:.2f} | {theirs:.2f} | {theirs / ours:.1f}x |")
+    # The yardstick: the uWSGI server, or else the first server of --servers that ran.
+    ran = [k for k in ["uwsgi", *args.servers.split(",")] if any(k in c.samples for c in cases)]
+    baseline = ran[0] if ran else "uwsgi"
+    name = "uWSGI" if baseline == "uwsgi" else LABELS.get(baseline, baseline)
+    the = "the uWSGI server" if baseline == "uwsgi" else name
     lines += ["", "## End to end through nginx", ""]
     lines += [
         f"One worker each; wrk `-t1 -c{args.connections} -d{args.duration}s`, "
         f"{args.rounds} alternating rounds, medians. CPU/req is the worker process's own "
         "user+system time divided by the requests it served; the ratio column compares it "
-        "with the uWSGI server measured in the same run.",
+        f"with {the} measured in the same run. nginx CPU/req is the same for nginx's worker "
+        "(`uwsgi_pass`, or `proxy_pass` for the HTTP servers).",
         "",
-        "| app | transport | server | req/s | CPU µs/req | ratio vs uWSGI | p50 ms | p99 ms "
-        "| errors | RSS MiB | RSS growth (requests) |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| app | transport | server | req/s | CPU µs/req | ratio vs {name} | nginx CPU µs/req "
+        "| p50 ms | p99 ms | errors | RSS MiB | RSS growth (requests) |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for case in cases:
-        base = median([s.cpu_us for s in case.samples.get("uwsgi", [])])
+        base = median([s.cpu_us for s in case.samples.get(baseline, [])])
         for kind in SERVERS:
             samples = case.samples.get(kind)
             if not samples:
@@ -433,6 +553,7 @@ def report(in_process, cases: list[Case], args) -> str:
             lines.append(
                 f"| {case.app} | {case.transport} | {LABELS[kind]} "
                 f"| {median([s.rps for s in samples]):.0f} | {cpu:.1f} | {ratio} "
+                f"| {median([s.nginx_us for s in samples]):.1f} "
                 f"| {median([s.p50_ms for s in samples]):.2f} "
                 f"| {median([s.p99_ms for s in samples]):.2f} "
                 f"| {sum(s.errors for s in samples)} "
@@ -461,7 +582,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
-        "--section", default="sync", help="which results section of --out this run replaces"
+        "--section",
+        default="sync",
+        help="which results section of --out this run replaces: sync, workers, logging, asgi",
     )
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--connections", type=int, default=8)
@@ -490,6 +613,19 @@ def main() -> int:
             if kind in servers:
                 print(f"uWSGI is not installed in this virtualenv (pip install uwsgi): no {kind}")
                 servers.remove(kind)
+    for kind, modules in NEEDS.items():
+        lacking = [m for m in modules if importlib.util.find_spec(m) is None]
+        if kind in servers and lacking:
+            print(f"not installed in this virtualenv (pip install {' '.join(lacking)}): no {kind}")
+            servers.remove(kind)
+    if "ours-asgi" in servers:
+        try:
+            import gunicorn_uwsgi
+
+            gunicorn_uwsgi.ASGIWorker  # noqa: B018
+        except (AttributeError, ImportError) as exc:
+            print(f"gunicorn_uwsgi.ASGIWorker is not there ({exc}): no ours-asgi")
+            servers.remove("ours-asgi")
 
     print("in process: parse + environ", flush=True)
     in_process = bench_in_process(args.number)
@@ -509,7 +645,7 @@ def main() -> int:
 
     header = ["## Run", ""]
     header += [f"- machine: {machine()}"]
-    header += [f"- {k}: {v}" for k, v in versions().items()]
+    header += [f"- {k}: {v}" for k, v in versions(servers).items()]
     header += [f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", ""]
     text = "\n".join(header) + "\n" + report(in_process, cases, args)
     print()
