@@ -49,6 +49,7 @@ from e2e_helpers import (
     assert_refused,
     good_request,
     magic_uwsgi_vars,
+    rss_kib,
     talk,
     trickle,
     var,
@@ -1587,6 +1588,45 @@ def test_nginx_s3_10mib_multipart_upload(proxy):
     assert s["events"] > 1
     assert s["more_body"][-1] is False and all(s["more_body"][:-1])
     assert header_values(s, "content-type") == [content_type]
+
+
+@pytest.mark.nginx
+def test_nginx_s3_unbuffered_upload_streams_with_flat_memory(server, tmp_path):
+    """S3: with ``uwsgi_request_buffering off`` nginx forwards a 48 MiB upload as it arrives;
+    the application gets it in events of at most 64 KiB while the worker's memory stays flat
+    (never the whole body in memory)."""
+    data = os.urandom(1 << 20) * 48
+    location = f"""
+        location /hash-stream {{
+            uwsgi_pass unix:{server.unix};
+            include uwsgi_params;
+            uwsgi_request_buffering off;
+        }}
+    """
+    pid = server.worker_pids()[0]
+    with Nginx(tmp_path, f"unix:{server.unix}", locations=location) as n:
+        rss_before = rss_kib(pid)
+        peak = [rss_before]
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.wait(0.05):
+                peak.append(rss_kib(pid))
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        try:
+            status, _, body = n.request("POST", "/hash-stream", body=data)
+        finally:
+            done.set()
+            sampler.join()
+    assert status == 200, body
+    out = json.loads(body)
+    assert out["len"] == len(data)
+    assert out["sha256"] == hashlib.sha256(data).hexdigest()
+    assert out["events"] > 48 and out["largest"] <= 65536
+    grew = max(peak) - rss_before
+    assert grew < 16 * 1024, f"the worker grew by {grew} KiB during a 48 MiB upload"
 
 
 @pytest.mark.nginx

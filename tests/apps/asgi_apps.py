@@ -75,6 +75,26 @@ async def _read_body(receive):
     return chunks, flags, others
 
 
+async def _hash_stream(scope, receive, send):
+    """Hashes the body as it arrives, keeping none of it: its size, SHA-256, the number of
+    ``http.request`` events and the largest one."""
+    digest = hashlib.sha256()
+    size = events = largest = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        digest.update(chunk)
+        size += len(chunk)
+        events += 1
+        largest = max(largest, len(chunk))
+        if not message.get("more_body"):
+            break
+    out = {"len": size, "sha256": digest.hexdigest(), "events": events, "largest": largest}
+    await _respond(send, 200, json.dumps(out).encode())
+
+
 async def _respond(send, status, body=b"", headers=(), length=True):
     hdrs = [(b"content-type", b"text/plain"), *headers]
     if length:
@@ -415,6 +435,7 @@ async def state_mutate(scope, receive, send):
 
 
 ROUTES = {
+    "/hash-stream": _hash_stream,
     "/hello": hello,
     "/": hello,
     "/echo": echo,
