@@ -36,6 +36,20 @@ pub fn http_version(protocol: Option<&[u8]>) -> &'static str {
     }
 }
 
+/// The scope's constant strings, made once.
+fn interned<'py>(py: Python<'py>, text: &'static str) -> Bound<'py, PyString> {
+    match text {
+        "1.0" => pyo3::intern!(py, "1.0"),
+        "1.1" => pyo3::intern!(py, "1.1"),
+        "2" => pyo3::intern!(py, "2"),
+        "3" => pyo3::intern!(py, "3"),
+        "http" => pyo3::intern!(py, "http"),
+        "https" => pyo3::intern!(py, "https"),
+        other => return PyString::new(py, other),
+    }
+    .clone()
+}
+
 /// The path part of a request target: up to its `?` (or `#`).
 pub fn target_path(uri: &[u8]) -> &[u8] {
     let end = uri
@@ -126,7 +140,7 @@ pub fn build<'py>(
     let value = |c: Control| head.control_value(block, c);
     scope.set_item(
         pyo3::intern!(py, "http_version"),
-        http_version(value(Control::ServerProtocol)),
+        interned(py, http_version(value(Control::ServerProtocol))),
     )?;
     scope.set_item(
         pyo3::intern!(py, "method"),
@@ -142,7 +156,7 @@ pub fn build<'py>(
         &trusted,
         settings.is_ssl,
     )?;
-    scope.set_item(pyo3::intern!(py, "scheme"), scheme)?;
+    scope.set_item(pyo3::intern!(py, "scheme"), interned(py, scheme))?;
     let (path, root) = paths(head, block, origin.root_path);
     scope.set_item(
         pyo3::intern!(py, "path"),
@@ -157,10 +171,12 @@ pub fn build<'py>(
         pyo3::intern!(py, "query_string"),
         PyBytes::new(py, value(Control::QueryString).unwrap_or_default()),
     )?;
-    scope.set_item(
-        pyo3::intern!(py, "root_path"),
-        PyString::new(py, &String::from_utf8_lossy(root)),
-    )?;
+    let root_path = if root.is_empty() {
+        pyo3::intern!(py, "").clone()
+    } else {
+        PyString::new(py, &String::from_utf8_lossy(root))
+    };
+    scope.set_item(pyo3::intern!(py, "root_path"), root_path)?;
     scope.set_item(pyo3::intern!(py, "headers"), headers(py, head, block)?)?;
     scope.set_item(pyo3::intern!(py, "client"), client(py, head, block, peer)?)?;
     scope.set_item(
