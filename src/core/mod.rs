@@ -4,7 +4,8 @@
 //! Dependencies inside: `errors` and `kind` use nothing; `framing` uses `errors`; `keys` uses
 //! `kind`; `vars` uses `errors`, `framing`, `keys` and `kind`; `allow` and `response_head`
 //! stand alone (`response_head` uses `errors`); `access` (the access log's format) stands
-//! alone.
+//! alone; `websocket` (the RFC 6455 handshake, permessage-deflate and the frame codec) uses
+//! `errors` and `response_head`.
 
 pub mod access;
 pub mod allow;
@@ -14,6 +15,7 @@ pub mod keys;
 pub mod kind;
 pub mod response_head;
 pub mod vars;
+pub mod websocket;
 
 #[cfg(test)]
 mod proptests;
