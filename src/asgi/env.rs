@@ -7,6 +7,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use crate::core::framing::slice;
 use crate::core::kind::{Control, Kind};
 use crate::core::vars::{self, Head};
+use crate::core::websocket;
 use crate::net::Peer;
 use crate::wsgi::env;
 use crate::wsgi::settings::Settings;
@@ -14,16 +15,62 @@ use crate::wsgi::settings::Settings;
 /// The keys every HTTP scope has with the same value, prepared once per worker and copied
 /// for each request.
 pub fn base_scope<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+    base(py, "http", "http.response.pathsend")
+}
+
+/// The same for a websocket scope (W1), which offers the denial response extension (W2).
+pub fn base_websocket_scope<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+    base(py, "websocket", "websocket.http.response")
+}
+
+fn base<'py>(py: Python<'py>, kind: &str, extension: &str) -> PyResult<Bound<'py, PyDict>> {
     let scope = PyDict::new(py);
-    scope.set_item(pyo3::intern!(py, "type"), pyo3::intern!(py, "http"))?;
+    scope.set_item(pyo3::intern!(py, "type"), kind)?;
     let asgi = PyDict::new(py);
     asgi.set_item("version", "3.0")?;
     asgi.set_item("spec_version", "2.4")?;
     scope.set_item(pyo3::intern!(py, "asgi"), asgi)?;
     let extensions = PyDict::new(py);
-    extensions.set_item("http.response.pathsend", PyDict::new(py))?;
+    extensions.set_item(extension, PyDict::new(py))?;
     scope.set_item(pyo3::intern!(py, "extensions"), extensions)?;
     Ok(scope)
+}
+
+/// The value of a request header var (`HTTP_…`): the copies nginx < 1.23 sends of a repeated
+/// header joined with `", "`, as nginx ≥ 1.23 joins them (V3; those a later one wins over
+/// are left out).
+pub fn header<'b>(head: &Head, block: &'b [u8], key: &[u8]) -> Option<std::borrow::Cow<'b, [u8]>> {
+    let mut copies = head
+        .vars
+        .iter()
+        .filter(|v| !v.superseded && slice(block, v.raw.key) == key)
+        .map(|v| slice(block, v.raw.value));
+    let first = copies.next()?;
+    let mut joined: Option<Vec<u8>> = None;
+    for more in copies {
+        let all = joined.get_or_insert_with(|| first.to_vec());
+        all.extend_from_slice(b", ");
+        all.extend_from_slice(more);
+    }
+    Some(match joined {
+        Some(all) => std::borrow::Cow::Owned(all),
+        None => std::borrow::Cow::Borrowed(first),
+    })
+}
+
+/// Whether the request asks for a websocket (W1): `Upgrade` lists `websocket`, in any case.
+pub fn wants_websocket(head: &Head, block: &[u8]) -> bool {
+    websocket::wants_websocket(header(head, block, b"HTTP_UPGRADE").as_deref())
+}
+
+/// The subprotocols a websocket client offers (`Sec-WebSocket-Protocol`, every copy), in its
+/// order.
+pub fn subprotocols(head: &Head, block: &[u8]) -> Vec<String> {
+    head.vars
+        .iter()
+        .filter(|v| !v.superseded && slice(block, v.raw.key) == b"HTTP_SEC_WEBSOCKET_PROTOCOL")
+        .flat_map(|v| websocket::parse_subprotocols(slice(block, v.raw.value)))
+        .collect()
 }
 
 /// `http_version` from `SERVER_PROTOCOL` (S2): `1.0`, `1.1`, `2`, `3`; `1.1` by default.
@@ -45,6 +92,8 @@ fn interned<'py>(py: Python<'py>, text: &'static str) -> Bound<'py, PyString> {
         "3" => pyo3::intern!(py, "3"),
         "http" => pyo3::intern!(py, "http"),
         "https" => pyo3::intern!(py, "https"),
+        "ws" => pyo3::intern!(py, "ws"),
+        "wss" => pyo3::intern!(py, "wss"),
         other => return PyString::new(py, other),
     }
     .clone()
@@ -125,9 +174,12 @@ pub struct Origin<'a, 'py> {
     pub root_path: &'a str,
     /// The lifespan state, shallow-copied into each scope; `None` without lifespan.
     pub state: Option<&'a Bound<'py, PyDict>>,
+    /// A websocket scope (W1) rather than an HTTP one.
+    pub websocket: bool,
 }
 
-/// Builds the HTTP scope of one request (S2); `scheme` is `http` or `https` by the E7 rules.
+/// Builds the scope of one request (S2): HTTP, or websocket (W1: `ws`/`wss`, the offered
+/// `subprotocols`, no `method`) when `base` is the websocket one.
 pub fn build<'py>(
     py: Python<'py>,
     base: &Bound<'py, PyDict>,
@@ -137,15 +189,20 @@ pub fn build<'py>(
     origin: &Origin<'_, 'py>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let scope = base.copy()?;
+    let websocket = origin.websocket;
     let value = |c: Control| head.control_value(block, c);
     scope.set_item(
         pyo3::intern!(py, "http_version"),
         interned(py, http_version(value(Control::ServerProtocol))),
     )?;
-    scope.set_item(
-        pyo3::intern!(py, "method"),
-        crate::pystr::latin1(py, head.method(block))?,
-    )?;
+    if websocket {
+        scope.set_item(pyo3::intern!(py, "subprotocols"), subprotocols(head, block))?;
+    } else {
+        scope.set_item(
+            pyo3::intern!(py, "method"),
+            crate::pystr::latin1(py, head.method(block))?,
+        )?;
+    }
     let peer = origin.peer;
     let trusted = || Ok(peer.ip().is_none_or(|ip| settings.forwarded.allows(ip)));
     let scheme = env::url_scheme(
@@ -156,6 +213,11 @@ pub fn build<'py>(
         &trusted,
         settings.is_ssl,
     )?;
+    let scheme = match (websocket, scheme) {
+        (true, "https") => "wss",
+        (true, _) => "ws",
+        (false, scheme) => scheme,
+    };
     scope.set_item(pyo3::intern!(py, "scheme"), interned(py, scheme))?;
     let (path, root) = paths(head, block, origin.root_path);
     scope.set_item(
@@ -269,6 +331,19 @@ mod tests {
         assert_eq!(http_version(Some(b"HTTP/3.0")), "3");
         assert_eq!(http_version(None), "1.1");
         assert_eq!(http_version(Some(b"junk")), "1.1");
+    }
+
+    #[test]
+    fn w1_upgrade_and_subprotocols() {
+        let (h, b) = head_of(&[
+            (b"HTTP_UPGRADE", b"WebSocket"),
+            (b"HTTP_SEC_WEBSOCKET_PROTOCOL", b"chat, superchat"),
+        ]);
+        assert!(wants_websocket(&h, &b));
+        assert_eq!(subprotocols(&h, &b), ["chat", "superchat"]);
+        let (h, b) = head_of(&[(b"HTTP_UPGRADE", b"h2c")]);
+        assert!(!wants_websocket(&h, &b));
+        assert!(subprotocols(&h, &b).is_empty());
     }
 
     #[test]

@@ -31,6 +31,8 @@ use crate::wsgi::env;
 use crate::wsgi::serve::peer_tuple;
 use crate::wsgi::settings::Settings;
 
+mod websocket;
+
 /// Bytes read at most in one receive: the head, or one `http.request` event's body.
 const RECV_SIZE: usize = 65536;
 /// Connections accepted at most per wake-up of a listener.
@@ -146,6 +148,12 @@ pub struct AsgiServer {
     running: RefCell<Running>,
     /// The receive buffer the cycles read into, one per worker.
     scratch: RefCell<Vec<u8>>,
+    /// The websocket scope's constant keys.
+    base_ws: Py<PyDict>,
+    /// gunicorn's `websocket_max_message_size` (0: no limit).
+    ws_max: usize,
+    /// Seconds between keep-alive pings of an idle websocket (0: none).
+    ws_ping: f64,
     /// gunicorn's access log and statsd, written by the cycle (`log_access`).
     access: Option<Py<AccessLog>>,
     /// gunicorn's own `log.access`, for logging set-ups the cycle does not write itself.
@@ -269,6 +277,9 @@ impl AsgiServer {
             listeners: RefCell::new(Vec::new()),
             running: RefCell::new(Running::default()),
             scratch: RefCell::new(Vec::with_capacity(RECV_SIZE)),
+            base_ws: scope::base_websocket_scope(py)?.unbind(),
+            ws_max: 16 << 20,
+            ws_ping: 20.0,
             access: None,
             python_access: None,
             pre_request: None,
@@ -350,6 +361,13 @@ impl AsgiServer {
     fn call_hooks(&mut self, pre_request: Option<Py<PyAny>>, post_request: Option<Py<PyAny>>) {
         self.pre_request = pre_request;
         self.post_request = post_request;
+    }
+
+    /// Websocket settings (W3, W5): the largest message (0: no limit) and the seconds between
+    /// keep-alive pings of an idle connection (0: none).
+    fn websocket(&mut self, max_message_size: usize, ping_interval: f64) {
+        self.ws_max = max_message_size;
+        self.ws_ping = ping_interval;
     }
 
     /// Writes the buffered access lines.
@@ -503,6 +521,8 @@ struct State {
     resp_headers: Vec<(Vec<u8>, Vec<u8>)>,
     /// gunicorn's request object, for the hooks and gunicorn's own access log.
     req: Option<Py<PyAny>>,
+    /// A websocket's own state (W).
+    ws: Option<Box<websocket::Ws>>,
 }
 
 /// The response's progress.
@@ -551,6 +571,7 @@ impl State {
             started: None,
             resp_headers: Vec::new(),
             req: None,
+            ws: None,
         }
     }
 
@@ -706,6 +727,11 @@ impl Cycle {
         }
         // Waiters learn the connection is gone.
         let waiters = [st.recv_waiter.take(), st.send_waiter.take()];
+        let ws_code = st
+            .ws
+            .as_mut()
+            .filter(|w| !w.denial)
+            .map(|w| *w.close_code.get_or_insert(1006));
         drop(st);
         for waiter in waiters.into_iter().flatten() {
             let waiter = waiter.bind(py);
@@ -713,7 +739,10 @@ impl Cycle {
                 .call_method0(pyo3::intern!(py, "done"))?
                 .is_truthy()?
             {
-                let msg = disconnect_message(py)?;
+                let msg = match ws_code {
+                    Some(code) => websocket::disconnect_message(py, code)?,
+                    None => disconnect_message(py)?,
+                };
                 waiter.call_method1(pyo3::intern!(py, "set_result"), (msg,))?;
             }
         }
@@ -842,6 +871,32 @@ impl Cycle {
     /// Builds the scope and starts the application's coroutine.
     fn start_app(slf: &Bound<'_, Self>, head: Head) -> PyResult<()> {
         let py = slf.py();
+        let upgrade = {
+            let this = slf.borrow();
+            let st = this.st.borrow();
+            let block = st
+                .buf
+                .get(HEADER_SIZE..head.header.head_size())
+                .unwrap_or_default();
+            scope::wants_websocket(&head, block)
+        };
+        if upgrade {
+            let checked = websocket::check(&head, &slf.borrow().st.borrow().buf);
+            match checked {
+                Ok((key, offer)) => {
+                    slf.borrow().st.borrow_mut().ws =
+                        Some(Box::new(websocket::Ws::new(key, offer)));
+                }
+                Err(e) => {
+                    // A bad handshake (W1): 400, like any refused packet.
+                    let exc = crate::exceptions::protocol_error(
+                        py,
+                        &ProtocolError::invalid(e.to_string()),
+                    );
+                    return Self::refuse(slf, exc, e.status());
+                }
+            }
+        }
         let this = slf.borrow();
         let server_ref = this.server.borrow(py);
         let settings = server_ref.settings.get();
@@ -865,15 +920,14 @@ impl Cycle {
                 server: this.listener.bind(py),
                 root_path: &server_ref.root_path,
                 state: state.as_ref(),
+                websocket: upgrade,
             };
-            let scope = scope::build(
-                py,
-                server_ref.base.bind(py),
-                &head,
-                block,
-                settings,
-                &origin,
-            );
+            let base = if upgrade {
+                server_ref.base_ws.bind(py)
+            } else {
+                server_ref.base.bind(py)
+            };
+            let scope = scope::build(py, base, &head, block, settings, &origin);
             let missing = !head.has(Control::RequestMethod);
             st.head = Some(head);
             (scope, missing)
@@ -1064,7 +1118,11 @@ impl Cycle {
         // is in (S6, asgi_disconnect_grace_period).
         let watch = {
             let st = this.st.borrow();
-            st.phase == Phase::App && st.body_left == 0 && !st.reading && st.recv_waiter.is_none()
+            st.phase == Phase::App
+                && st.body_left == 0
+                && !st.reading
+                && st.recv_waiter.is_none()
+                && st.ws.is_none()
         };
         drop(server);
         drop(this);
@@ -1086,9 +1144,24 @@ impl Cycle {
                 t.call_method0(py, pyo3::intern!(py, "cancel"))?;
             }
         }
+        let websocket = {
+            let this = slf.borrow();
+            let st = this.st.borrow();
+            st.ws.as_ref().map(|w| w.accepted)
+        };
         let complete = slf.borrow().st.borrow().resp.complete;
-        if !complete || err.is_some() {
-            Self::app_failed(slf, err)?;
+        match websocket {
+            // An accepted websocket has no HTTP response to complete; one never answered
+            // is refused (W2); an exception is logged either way (X2).
+            Some(true) => {
+                if let Some(e) = err {
+                    Self::app_failed(slf, Some(e))?;
+                }
+                Self::ws_done(slf)?;
+            }
+            Some(false) if !complete && err.is_none() => Self::ws_done(slf)?,
+            _ if !complete || err.is_some() => Self::app_failed(slf, err)?,
+            _ => {}
         }
         Self::close_conn(slf)?;
         Self::log_request(slf, true)?;
@@ -1492,6 +1565,14 @@ impl Cycle {
     /// once the client leaves or the response is complete.
     fn receive<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
+        let websocket = {
+            let this = slf.borrow();
+            let st = this.st.borrow();
+            st.ws.as_ref().is_some_and(|w| !w.denial)
+        };
+        if websocket {
+            return Self::ws_receive(slf);
+        }
         let this = slf.borrow();
         let taken = {
             let mut st = this.st.borrow_mut();
@@ -1540,6 +1621,27 @@ impl Cycle {
             None => return Err(PyValueError::new_err("ASGI message without a type")),
         };
         let kind = kind.to_cow()?;
+        let kind = match kind.as_ref() {
+            "websocket.accept" | "websocket.send" | "websocket.close" => {
+                return Self::ws_send(slf, &kind, message)
+            }
+            // The denial response (W2): an HTTP response instead of the accept.
+            "websocket.http.response.start" => {
+                let this = slf.borrow();
+                let mut st = this.st.borrow_mut();
+                match st.ws.as_mut() {
+                    Some(w) if !w.accepted => w.denial = true,
+                    _ => {
+                        return Err(PyRuntimeError::new_err(
+                            "websocket.http.response.start without a handshake to deny",
+                        ))
+                    }
+                }
+                std::borrow::Cow::Borrowed("http.response.start")
+            }
+            "websocket.http.response.body" => std::borrow::Cow::Borrowed("http.response.body"),
+            _ => kind,
+        };
         match kind.as_ref() {
             "http.response.start" => {
                 Self::start_response(slf, message)?;
@@ -1637,6 +1739,9 @@ impl Cycle {
     /// The loop's callback: the descriptor has bytes (or EOF).
     fn _readable(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
+        if slf.borrow().ws_reads() {
+            return Self::ws_readable(slf);
+        }
         let phase = slf.borrow().st.borrow().phase;
         match phase {
             Phase::Head => Self::read_head(slf),
@@ -1745,6 +1850,16 @@ impl Cycle {
             Self::finish_slot(slf)?;
         }
         Ok(())
+    }
+
+    /// The websocket keep-alive timer (W5).
+    fn _ws_ping(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::ws_ping(slf)
+    }
+
+    /// The peer did not answer the server's close frame in time.
+    fn _ws_close_wait(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::ws_end(slf, 1006)
     }
 
     /// The grace period after the client left is over: the application is cancelled.

@@ -23,6 +23,11 @@ from gunicorn_uwsgi.workers.base import UWSGIWorkerMixin, _access_log_enabled, _
 
 #: Seconds between two checks of the worker's state (heartbeat, parent, stop) at most.
 TICK = 1.0
+#: Seconds between keep-alive pings of an idle websocket: well inside nginx's default
+#: ``uwsgi_read_timeout`` of 60 s (W5). ``GUNICORN_UWSGI_WEBSOCKET_PING`` changes it (0: none).
+WEBSOCKET_PING = 20.0
+#: gunicorn's default ``websocket_max_message_size``, where gunicorn lacks the setting.
+WEBSOCKET_MAX_MESSAGE = 16 * 1024 * 1024
 
 
 def new_event_loop(choice: str, log: Any) -> asyncio.AbstractEventLoop:
@@ -211,6 +216,10 @@ class ASGIWorker(UWSGIWorkerMixin, gbase.Worker):
                 self.flushes = True
             else:
                 server.log_access(None, self.log.access)
+        ping = float(os.environ.get("GUNICORN_UWSGI_WEBSOCKET_PING", WEBSOCKET_PING))
+        server.websocket(
+            int(getattr(cfg, "websocket_max_message_size", WEBSOCKET_MAX_MESSAGE)), ping
+        )
         pre = None if _is_default(cfg, "pre_request") else cfg.pre_request
         post = None if _is_default(cfg, "post_request") else cfg.post_request
         server.call_hooks(pre, post)
