@@ -622,31 +622,16 @@ impl Cycle {
 
     /// Watches the descriptor for reading (`on`) or stops.
     fn set_reading(slf: &Bound<'_, Self>, on: bool) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.borrow();
-        let (raw, was) = {
-            let mut st = this.st.borrow_mut();
-            if st.fd.is_none() {
-                return Ok(());
-            }
-            let was = st.reading;
-            st.reading = on;
-            (st.raw, was)
-        };
-        if was == on {
-            return Ok(());
-        }
-        let server = this.server.borrow(py);
-        if on {
-            let cb = slf.getattr(pyo3::intern!(py, "_readable"))?;
-            this.lp(&server).add_reader.call1(py, (raw, cb))?;
-        } else {
-            this.lp(&server).remove_reader.call1(py, (raw,))?;
-        }
-        Ok(())
+        Self::watch(slf, false, on)
     }
 
+    /// Watches the descriptor for writing (`on`) or stops.
     fn set_writing(slf: &Bound<'_, Self>, on: bool) -> PyResult<()> {
+        Self::watch(slf, true, on)
+    }
+
+    /// The loop's watch of the descriptor for reading or `write`: on, or off.
+    fn watch(slf: &Bound<'_, Self>, write: bool, on: bool) -> PyResult<()> {
         let py = slf.py();
         let this = slf.borrow();
         let (raw, was) = {
@@ -654,20 +639,31 @@ impl Cycle {
             if st.fd.is_none() {
                 return Ok(());
             }
-            let was = st.writing;
-            st.writing = on;
+            let flag = if write {
+                &mut st.writing
+            } else {
+                &mut st.reading
+            };
+            let was = std::mem::replace(flag, on);
             (st.raw, was)
         };
         if was == on {
             return Ok(());
         }
         let server = this.server.borrow(py);
-        if on {
-            let cb = slf.getattr(pyo3::intern!(py, "_writable"))?;
-            this.lp(&server).add_writer.call1(py, (raw, cb))?;
-        } else {
-            this.lp(&server).remove_writer.call1(py, (raw,))?;
-        }
+        let lp = this.lp(&server);
+        match (write, on) {
+            (false, true) => {
+                let cb = slf.getattr(pyo3::intern!(py, "_readable"))?;
+                lp.add_reader.call1(py, (raw, cb))?
+            }
+            (true, true) => {
+                let cb = slf.getattr(pyo3::intern!(py, "_writable"))?;
+                lp.add_writer.call1(py, (raw, cb))?
+            }
+            (false, false) => lp.remove_reader.call1(py, (raw,))?,
+            (true, false) => lp.remove_writer.call1(py, (raw,))?,
+        };
         Ok(())
     }
 
