@@ -48,7 +48,7 @@ def test_g1_unknown_attribute_is_an_attribute_error():
 
 
 def test_g1_entry_points_name_every_worker_class():
-    """G1: ``-k egg:gunicorn-uwsgi-rs#sync`` (``#thread``, ``#gevent``)."""
+    """G1: ``-k egg:gunicorn-uwsgi-rs#sync`` (``#thread``, ``#gevent``, ``#asgi``)."""
     every = metadata.entry_points()
     group = (
         every.select(group="gunicorn.workers")
@@ -60,6 +60,7 @@ def test_g1_entry_points_name_every_worker_class():
         "sync": "gunicorn_uwsgi.workers.sync:SyncWorker",
         "thread": "gunicorn_uwsgi.workers.thread:ThreadWorker",
         "gevent": "gunicorn_uwsgi.workers.ggevent:GeventWorker",
+        "asgi": "gunicorn_uwsgi.workers.asgi:ASGIWorker",
     }
 
 
