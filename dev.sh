@@ -111,7 +111,7 @@ cmd_test() {
 
 cmd_bench() {
   ensure_system
-  ensure_venv uwsgi uvicorn httptools uvloop granian
+  ensure_venv uwsgi uvicorn httptools uvloop granian websockets
   build
   "$PY" bench/run.py "$@"
 }
