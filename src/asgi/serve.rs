@@ -748,10 +748,25 @@ impl Cycle {
     /// Refuses the request: the error's short answer (X1), one warning (through the worker,
     /// which also counts it), close.
     fn refuse(slf: &Bound<'_, Self>, exc: PyErr, status: u16) -> PyResult<()> {
+        Self::refuse_with(slf, exc, status, &[])
+    }
+
+    /// [`refuse`](Self::refuse) with headers of its own in the answer.
+    fn refuse_with(
+        slf: &Bound<'_, Self>,
+        exc: PyErr,
+        status: u16,
+        headers: &[(&str, &str)],
+    ) -> PyResult<()> {
         let py = slf.py();
         let this = slf.borrow();
         let message = exc.value(py).str()?.to_cow()?.into_owned();
-        let answer = response_head::error_response(status, response_head::reason(status), &message);
+        let answer = response_head::error_response_with(
+            status,
+            response_head::reason(status),
+            &message,
+            headers,
+        );
         {
             let st = this.st.borrow();
             if let Some(fd) = &st.fd {
@@ -884,12 +899,13 @@ impl Cycle {
                         Some(Box::new(websocket::Ws::new(key, offer)));
                 }
                 Err(e) => {
-                    // A bad handshake (W1): 400, like any refused packet.
+                    // A bad handshake (W1): 400, like any refused packet, naming the version
+                    // served when the client's is another (RFC 6455 §4.4).
                     let exc = crate::exceptions::protocol_error(
                         py,
                         &ProtocolError::invalid(e.to_string()),
                     );
-                    return Self::refuse(slf, exc, e.status());
+                    return Self::refuse_with(slf, exc, e.status(), e.response_headers());
                 }
             }
         }
@@ -1159,7 +1175,10 @@ impl Cycle {
             _ if !complete || err.is_some() => Self::app_failed(slf, err)?,
             _ => {}
         }
-        Self::close_conn(slf)?;
+        // A websocket's close handshake ends its connection itself.
+        if !slf.borrow().ws_closing() {
+            Self::close_conn(slf)?;
+        }
         Self::log_request(slf, true)?;
         let worker = {
             let this = slf.borrow();

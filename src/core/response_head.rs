@@ -303,9 +303,24 @@ pub fn phrase(status: u16) -> &'static str {
 
 /// A short plain-text error response for a protocol error (X1).
 pub fn error_response(status: u16, reason: &str, message: &str) -> Vec<u8> {
+    error_response_with(status, reason, message, &[])
+}
+
+/// [`error_response`] with headers of its own (`Sec-WebSocket-Version` for a handshake of
+/// another version).
+pub fn error_response_with(
+    status: u16,
+    reason: &str,
+    message: &str,
+    headers: &[(&str, &str)],
+) -> Vec<u8> {
     let body = format!("{status} {reason}: {message}\n");
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     let mut out = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\r\n",
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n{extra}Content-Length: {}\r\n\r\n",
         body.len()
     )
     .into_bytes();

@@ -472,15 +472,31 @@ impl Deflater {
     /// zlib's raw deflate has no 256-byte window, and [`negotiate_deflate`] never agrees to
     /// one), reset after each message when `no_context_takeover`.
     pub fn new(window_bits: u8, no_context_takeover: bool) -> Self {
+        Self::with_level(
+            window_bits,
+            no_context_takeover,
+            Compression::default().level(),
+        )
+    }
+
+    /// [`Deflater::new`] with a zlib compression level: 0 (stored) to 9 (smallest), higher
+    /// values taken as 9.
+    pub fn with_level(window_bits: u8, no_context_takeover: bool, level: u32) -> Self {
         Self {
             inner: Compress::new_with_window_bits(
-                Compression::default(),
+                Compression::new(level.min(9)),
                 false,
                 window_bits.clamp(9, 15),
             ),
             no_context_takeover,
             broken: false,
         }
+    }
+
+    /// Starts over as if new (an empty window), keeping the buffers: for reusing a deflater.
+    pub fn reset(&mut self) {
+        self.inner.reset();
+        self.broken = false;
     }
 
     /// One message's compressed payload, without the `00 00 ff ff` tail. `None` when the
@@ -517,6 +533,11 @@ impl Deflater {
         }
         if out.ends_with(&DEFLATE_TAIL) {
             out.truncate(out.len() - DEFLATE_TAIL.len());
+        } else if out.is_empty() {
+            // An empty message right after a flush: zlib writes nothing, but the peer appends
+            // the tail and needs the empty stored block's first byte before it (RFC 7692
+            // §7.2.3.6).
+            out.push(0x00);
         }
         if self.no_context_takeover {
             self.inner.reset();
@@ -813,6 +834,8 @@ struct Message {
     data: Vec<u8>,
     /// How much of `data` is known to be good UTF-8 (text messages).
     checked: usize,
+    /// Whether any compressed byte arrived.
+    fed: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1078,6 +1101,7 @@ impl Decoder {
                     compressed,
                     data: Vec::with_capacity(room),
                     checked: 0,
+                    fed: false,
                 });
             }
             Opcode::Continuation => {}
@@ -1105,7 +1129,9 @@ impl Decoder {
                 let Some(mut message) = self.message.take() else {
                     return Ok(None);
                 };
-                if message.compressed {
+                // An empty compressed payload is not valid deflate even with the tail; taken
+                // as the empty message its sender meant, it leaves the window as it was.
+                if message.compressed && message.fed {
                     if let Some(inflater) = self.inflater.as_mut() {
                         inflated(
                             inflater.finish(&mut message.data, self.limit),
@@ -1143,6 +1169,7 @@ fn absorb(
             if chunk.is_empty() {
                 return Ok(());
             }
+            message.fed = true;
             scratch.clear();
             unmask_onto(scratch, chunk, mask, phase);
             let result = inflater.inflate(scratch, &mut message.data, limit);
@@ -1679,6 +1706,33 @@ mod tests {
     }
 
     #[test]
+    fn w4_deflate_reset_starts_over() {
+        let text = b"said once, said twice".repeat(4);
+        let mut deflater = Deflater::new(15, false);
+        let first = deflater.compress(&text).unwrap();
+        assert_ne!(deflater.compress(&text).unwrap(), first);
+        deflater.reset();
+        assert_eq!(deflater.compress(&text).unwrap(), first);
+    }
+
+    #[test]
+    fn w4_deflate_levels() {
+        let text = b"level after level after level".repeat(8);
+        for level in [0, 1, 5, 9, 42] {
+            let mut deflater = Deflater::with_level(15, false, level);
+            let mut inflater = Inflater::new(false);
+            for _ in 0..2 {
+                let compressed = deflater.compress(&text).unwrap();
+                assert_eq!(
+                    inflate_all(&mut inflater, &compressed),
+                    text,
+                    "level {level}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn w4_deflate_no_context_takeover_resets() {
         let text = b"the same message again and again".repeat(10);
         let mut deflater = Deflater::new(9, true);
@@ -1692,7 +1746,31 @@ mod tests {
         assert_eq!(inflate_all(&mut inflater, &second), text);
         // An empty message.
         let empty = deflater.compress(b"").unwrap();
+        assert_eq!(empty, [0x00]);
         assert_eq!(inflate_all(&mut inflater, &empty), b"");
+    }
+
+    #[test]
+    fn w4_deflate_empty_messages_between_others() {
+        let mut deflater = Deflater::new(12, false);
+        let mut inflater = Inflater::new(false);
+        let random: Vec<u8> = (0..49u32).map(|i| (i * 97 + 13) as u8 ^ 0x5a).collect();
+        for message in [&b"first message"[..], b"", b"", &random, b"", b"last"] {
+            let compressed = deflater.compress(message).unwrap();
+            assert_eq!(inflate_all(&mut inflater, &compressed), message);
+        }
+        // RFC 7692 §7.2.3.6: an empty message is one 0x00 byte. A peer that sends no byte at
+        // all gets an empty message too, and the window is kept.
+        let mut data = frame(0xc1, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]);
+        data.extend(frame(0xc1, &[0x00]));
+        data.extend(frame(0xc1, &[]));
+        data.extend(frame(0x41, &[]));
+        data.extend(frame(0x80, &[]));
+        data.extend(frame(0xc1, &[0xf2, 0x00, 0x11, 0x00, 0x00]));
+        let (events, err) = decode_with(&mut Decoder::new(0, true), &data);
+        assert_eq!(err, None);
+        let texts = ["Hello", "", "", "", "Hello"];
+        assert_eq!(events, texts.map(|t| Event::Text(t.into())));
     }
 
     #[test]

@@ -445,36 +445,29 @@ impl Cycle {
         let py = slf.py();
         let this = slf.borrow();
         let server = this.server.borrow(py);
-        let got = {
-            let st = this.st.borrow();
-            let mut scratch = server.scratch.borrow_mut();
-            scratch.clear();
-            match &st.fd {
-                Some(fd) => match net::recv_ready(fd.as_fd(), &mut scratch, RECV_SIZE) {
-                    Ok(Some(0)) | Err(_) => None,
-                    Ok(Some(_)) => Some(true),
-                    Ok(None) => Some(false),
-                },
-                None => None,
-            }
-        };
-        let Some(got) = got else {
-            drop(server);
-            drop(this);
-            return Self::ws_end(slf, ABNORMAL);
-        };
-        if !got {
-            return Ok(());
-        }
+        // Everything the socket has now, so that a reset or EOF right behind the data is seen
+        // at once (a bounded number of reads per wake-up, for fairness).
         let mut events = Vec::new();
         let mut failed = None;
-        {
+        let mut ended = false;
+        for _ in 0..16 {
             let mut st = this.st.borrow_mut();
-            let scratch = server.scratch.borrow();
-            let Some(w) = st.ws.as_mut() else {
-                return Ok(());
+            let st = &mut *st;
+            let mut scratch = server.scratch.borrow_mut();
+            scratch.clear();
+            let got = match &st.fd {
+                Some(fd) => net::recv_ready(fd.as_fd(), &mut scratch, RECV_SIZE),
+                None => Ok(Some(0)),
             };
-            let Some(decoder) = w.decoder.as_mut() else {
+            match got {
+                Ok(None) => break,
+                Ok(Some(0)) | Err(_) => {
+                    ended = true;
+                    break;
+                }
+                Ok(Some(_)) => {}
+            }
+            let Some(decoder) = st.ws.as_mut().and_then(|w| w.decoder.as_mut()) else {
                 // Not accepted yet: the peer has nothing to say before the 101.
                 return Ok(());
             };
@@ -488,6 +481,9 @@ impl Cycle {
                         break;
                     }
                 }
+            }
+            if failed.is_some() || decoder.is_closed() {
+                break;
             }
         }
         drop(server);
@@ -553,6 +549,9 @@ impl Cycle {
             let _ = Self::flush(slf);
             return Self::ws_end(slf, code.unwrap_or(1005));
         }
+        if ended {
+            return Self::ws_end(slf, ABNORMAL);
+        }
         let flushed = Self::flush(slf);
         match flushed {
             Flushed::Failed => Self::ws_end(slf, ABNORMAL),
@@ -590,6 +589,12 @@ impl Cycle {
         Ok(())
     }
 
+    /// Whether the server's close frame went out and the cycle waits for the peer's.
+    pub(super) fn ws_closing(&self) -> bool {
+        let st = self.st.borrow();
+        st.fd.is_some() && st.ws.as_ref().is_some_and(|w| w.sent_close)
+    }
+
     /// Whether this connection is a websocket whose frames the cycle reads.
     pub(super) fn ws_reads(&self) -> bool {
         self.st
@@ -611,9 +616,8 @@ impl Cycle {
             }
         };
         if accepted && open {
-            Self::ws_close(slf, 1000, "")?;
-            Self::ws_cancel_timer(slf)?;
-            return Self::close_conn(slf);
+            // The close handshake: the peer's close frame, or the timer, ends the connection.
+            return Self::ws_close(slf, 1000, "");
         }
         if !accepted && !denial && slf.borrow().st.borrow().fd.is_some() {
             return Self::ws_forbid(slf);
