@@ -61,7 +61,8 @@ ensure_venv() {
   fi
   log "installing Python build and test dependencies"
   "$PY" -m pip install -q --disable-pip-version-check "maturin>=1.5,<2" "gunicorn>=23" pytest ruff \
-    "gevent>=24.10.1" mypy flask django mkdocs starlette fastapi python-multipart uvloop "$@"
+    "gevent>=24.10.1" mypy flask django mkdocs starlette fastapi python-multipart uvloop websockets \
+    channels "$@"
 }
 
 build() {
