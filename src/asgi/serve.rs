@@ -1252,11 +1252,7 @@ impl Cycle {
             None => {}
         }
         if !head_sent && !closed {
-            let answer = response_head::error_response(
-                500,
-                response_head::reason(500),
-                "the application raised an exception",
-            );
+            let answer = crate::wsgi::serve::answer_500();
             let this = slf.borrow();
             let mut st = this.st.borrow_mut();
             let sent = match &st.fd {

@@ -663,9 +663,10 @@ fn leaving(py: Python<'_>, err: &PyErr, worker: &Bound<'_, PyAny>) -> PyResult<b
     Ok(exit && !worker.getattr(pyo3::intern!(py, "alive"))?.is_truthy()?)
 }
 
-/// The answer to a request whose application failed before the response head was sent (X2).
+/// The answer to a request whose application failed before the response head was sent (X2),
+/// for every interface.
 #[cold]
-fn answer_500() -> Vec<u8> {
+pub fn answer_500() -> Vec<u8> {
     response_head::error_response(
         500,
         response_head::reason(500),
